@@ -1,0 +1,58 @@
+"""The Celery application object, configured from settings. Tasks live in `workers/`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+
+from app.config import Settings, get_settings
+
+BUILD_TASK = "cartridge.builds.run"
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    url = settings.resolved_broker_url()
+    if url.startswith("filesystem://"):
+        folder = settings.broker_folder
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+    timeout = settings.broker_connect_timeout_seconds
+    # A build may run for a long time; Redis must not hand the job to a second worker meanwhile.
+    visibility = settings.build_timeout_seconds + 600
+    return {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": max(timeout, 5.0),
+        "visibility_timeout": visibility,
+    }
+
+
+def create_celery(settings: Settings) -> Celery:
+    celery = Celery("cartridge", broker=settings.resolved_broker_url())
+    celery.conf.update(
+        task_default_queue=settings.default_queue,
+        task_routes={BUILD_TASK: {"queue": settings.build_queue}},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        broker_connection_timeout=settings.broker_connect_timeout_seconds,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=broker_options(settings),
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+    )
+    return celery
+
+
+@lru_cache
+def get_celery() -> Celery:
+    return create_celery(get_settings())

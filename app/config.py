@@ -1,0 +1,118 @@
+"""Settings, read from `CARTRIDGE_*` environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STATE_DIR = Path("var")
+INSECURE_SECRET_VALUES = frozenset({"", "change-me", "changeme", "secret", "development"})
+
+
+class ConfigurationError(RuntimeError):
+    """Settings that cannot run in the chosen environment."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARTRIDGE_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    state_dir: Path = DEFAULT_STATE_DIR
+
+    # Storage and queueing. The defaults need no other service: SQLite and a filesystem broker.
+    database_url: str = ""
+    broker_url: str = ""
+    build_queue: str = "builds"
+    default_queue: str = "cartridge"
+    broker_connect_timeout_seconds: float = 1.0
+    outbox_relay_interval_seconds: float = 5.0
+    outbox_relay_grace_seconds: float = 2.0
+
+    # HTTP API.
+    public_url: str = "http://127.0.0.1:8000"
+    read_requires_token: bool = False
+    default_page_size: int = 50
+    max_page_size: int = 500
+
+    # GitHub webhooks.
+    webhook_secret: SecretStr | None = None
+    webhook_max_body_bytes: int = 25 * 1024 * 1024
+    auto_register_owners: list[str] = Field(default_factory=list)
+
+    # Build hosts.
+    host_name: str = Field(default_factory=socket.gethostname)
+    docker_host: str | None = None
+    base_image: str = "cartridge/base:latest"
+    build_network: str | None = None
+    build_timeout_seconds: int = 1800
+    git_token: SecretStr | None = None
+    lease_seconds: int = 60
+    heartbeat_seconds: float = 5.0
+    max_lease_retries: int = 2
+    worker_grace_seconds: int = 600
+
+    # Registries and the pull-through caching proxy.
+    registry_url: str = "127.0.0.1:5000"
+    replica_quorum: int | None = None
+    proxy_host: str = "127.0.0.1:5080"
+    proxy_cache_path: Path = Path("/var/cache/cartridge-proxy")
+    proxy_cache_max_size: str = "20g"
+
+    # GitHub commit statuses.
+    github_api_url: str = "https://api.github.com"
+    github_token: SecretStr | None = None
+    github_app_id: str | None = None
+    github_app_installation_id: str | None = None
+    github_app_private_key: SecretStr | None = None
+    github_status_context: str = "cartridge/build"
+    github_timeout_seconds: float = 10.0
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'cartridge.db'}"
+
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def workspace_dir(self) -> Path:
+        return self.state_dir / "workspaces"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.state_dir / "broker"
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unfit for production, in words an operator can act on."""
+        problems: list[str] = []
+        if not self.database_url:
+            problems.append("CARTRIDGE_DATABASE_URL is not set (SQLite is for a single node)")
+        if not self.broker_url:
+            problems.append(
+                "CARTRIDGE_BROKER_URL is not set (the filesystem broker is one host only)"
+            )
+        secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        if secret.strip().lower() in INSECURE_SECRET_VALUES:
+            problems.append("CARTRIDGE_WEBHOOK_SECRET is missing or still a default value")
+        elif len(secret) < 16:
+            problems.append("CARTRIDGE_WEBHOOK_SECRET is shorter than 16 characters")
+        if self.public_url.startswith("http://127.0.0.1") or "localhost" in self.public_url:
+            problems.append("CARTRIDGE_PUBLIC_URL still points at this machine's loopback address")
+        return problems
+
+    def check(self) -> None:
+        if self.environment == "production":
+            problems = self.production_problems()
+            if problems:
+                raise ConfigurationError(
+                    "Refusing to start in production:\n  - " + "\n  - ".join(problems)
+                )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,32 @@
+"""Every table, one module each. Importing this package registers them all on `Base.metadata`."""
+
+from app.models.api_token import ApiToken
+from app.models.base import Base
+from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
+from app.models.build_log_chunk import BuildLogChunk
+from app.models.image import Image
+from app.models.image_replica import ImageReplica
+from app.models.outbox_message import OutboxMessage
+from app.models.push import Push
+from app.models.registry import Registry
+from app.models.repository import Repository
+from app.models.status_post import StatusPost
+from app.models.webhook_delivery import WebhookDelivery
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINAL_STATUSES",
+    "ApiToken",
+    "Base",
+    "Build",
+    "BuildLogChunk",
+    "BuildStatus",
+    "Image",
+    "ImageReplica",
+    "OutboxMessage",
+    "Push",
+    "Registry",
+    "Repository",
+    "StatusPost",
+    "WebhookDelivery",
+]

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigId, JsonValue, UtcDateTime, utcnow
+
+
+class Image(Base):
+    """The image a build produced, as the registry confirmed it."""
+
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    repository: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str] = mapped_column(String(128))
+    manifest_digest: Mapped[str] = mapped_column(String(100), index=True)
+    config_digest: Mapped[str] = mapped_column(String(100))
+    media_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # [{"digest": ..., "size": ..., "media_type": ...}] in manifest order.
+    layers: Mapped[list[dict[str, Any]]] = mapped_column(JsonValue, default=list)
+    roles: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
+    labels: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigId, UtcDateTime, utcnow
+
+
+class StatusPost(Base):
+    """A commit status owed to GitHub, recorded with the build transition that caused it."""
+
+    __tablename__ = "status_posts"
+    __table_args__ = (Index("ix_status_posts_build_order", "build_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    # GitHub state: pending | success | failure | error
+    state: Mapped[str] = mapped_column(String(16))
+    context: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(140))
+    target_url: Mapped[str | None] = mapped_column(String(1000), default=None)
+    # queued | delivered | skipped (superseded by a later post) | failed (permanent)
+    delivery: Mapped[str] = mapped_column(String(16), default="queued")
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    response_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

@@ -1,0 +1,131 @@
+"""Shared fixtures: a throwaway PostgreSQL database and per-run Redis queues for each test run."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app import migrate
+from app.db import get_engine, get_session_factory, reset_caches
+from app.models import Base, Repository
+from app.outbox.relay import reset_relay
+
+ADMIN_DSN = os.environ.get(
+    "CARTRIDGE_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("CARTRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RUN_ID = uuid.uuid4().hex[:10]
+TEST_DATABASE = f"cartridge_test_{RUN_ID}"
+WEBHOOK_SECRET = "global-webhook-secret-for-tests"
+
+
+def _database_url(name: str) -> str:
+    base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    _admin(f'CREATE DATABASE "{TEST_DATABASE}"')
+    url = _database_url(TEST_DATABASE)
+    env = {
+        "CARTRIDGE_DATABASE_URL": url,
+        "CARTRIDGE_BROKER_URL": REDIS_URL,
+        "CARTRIDGE_BUILD_QUEUE": f"builds-{RUN_ID}",
+        "CARTRIDGE_DEFAULT_QUEUE": f"cartridge-{RUN_ID}",
+        "CARTRIDGE_STATE_DIR": str(tmp_path_factory.mktemp("state")),
+        "CARTRIDGE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "CARTRIDGE_OUTBOX_RELAY_INTERVAL_SECONDS": "1",
+        "CARTRIDGE_OUTBOX_RELAY_GRACE_SECONDS": "0.5",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    reset_caches()
+    migrate.upgrade(url)
+    yield url
+    reset_caches()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _admin(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "database_url" not in request.fixturenames:
+        return
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with get_engine().begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def session(database_url: str) -> Iterator[Session]:
+    with get_session_factory()() as db:
+        yield db
+
+
+@pytest.fixture
+def app(database_url: str):  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    reset_relay()
+    return create_app()
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def write_token(session: Session) -> str:
+    from app.auth.service import create_token
+
+    _, raw = create_token(session, "tests")
+    session.commit()
+    return raw
+
+
+@pytest.fixture
+def auth(write_token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {write_token}"}
+
+
+@pytest.fixture
+def make_repository(session: Session):  # type: ignore[no-untyped-def]
+    def make(full_name: str = "octo/app", **fields: object) -> Repository:
+        values: dict[str, object] = {
+            "clone_url": f"https://github.com/{full_name}.git",
+            "image_name": full_name.replace("/", "-").lower(),
+            "default_branch": "main",
+        }
+        values.update(fields)
+        repository = Repository(full_name=full_name, **values)
+        session.add(repository)
+        session.commit()
+        return repository
+
+    return make
+
+
+@pytest.fixture
+def tmp_state(tmp_path: Path) -> Path:
+    return tmp_path

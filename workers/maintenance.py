@@ -1,0 +1,20 @@
+"""Periodic housekeeping tasks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.broker import get_celery
+from app.config import get_settings
+from app.db import get_session_factory
+from app.outbox.service import relay_pending
+
+celery_app = get_celery()
+
+
+@celery_app.task(name="cartridge.outbox.relay", ignore_result=True)
+def relay_outbox() -> int:
+    """Re-sends outbox rows that were committed but never reached the broker."""
+    grace = timedelta(seconds=get_settings().outbox_relay_grace_seconds)
+    with get_session_factory()() as session:
+        return relay_pending(session, celery_app, older_than=grace)
