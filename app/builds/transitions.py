@@ -1,0 +1,72 @@
+"""The build state machine. Every change of status is a conditional UPDATE from the expected
+status, so a duplicated, retried or late task that lost the race changes nothing.
+
+    queued  -> running | cancelled
+    running -> succeeded | failed | errored | cancelled | queued (lease expired, retried)
+    failed | errored | cancelled -> queued (retry: a new attempt)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.models import Build, BuildStatus
+
+ALLOWED: dict[BuildStatus, frozenset[BuildStatus]] = {
+    BuildStatus.QUEUED: frozenset({BuildStatus.RUNNING, BuildStatus.CANCELLED}),
+    BuildStatus.RUNNING: frozenset(
+        {
+            BuildStatus.SUCCEEDED,
+            BuildStatus.FAILED,
+            BuildStatus.ERRORED,
+            BuildStatus.CANCELLED,
+            BuildStatus.QUEUED,
+        }
+    ),
+    BuildStatus.SUCCEEDED: frozenset(),
+    BuildStatus.FAILED: frozenset({BuildStatus.QUEUED}),
+    BuildStatus.ERRORED: frozenset({BuildStatus.QUEUED}),
+    BuildStatus.CANCELLED: frozenset({BuildStatus.QUEUED}),
+}
+
+
+def sources_of(target: BuildStatus) -> frozenset[BuildStatus]:
+    """The statuses a build may move to `target` from."""
+    return frozenset(source for source, targets in ALLOWED.items() if target in targets)
+
+
+def transition(
+    session: Session,
+    build_id: int,
+    target: BuildStatus,
+    *,
+    expected: Iterable[BuildStatus] | None = None,
+    attempt: int | None = None,
+    **values: Any,
+) -> bool:
+    """Moves the build to `target` if it is in one of the `expected` statuses (by default, any
+    status `target` may be reached from) and, when given, still on `attempt`. Returns whether it
+    moved. The in-session object, if loaded, is refreshed."""
+    allowed = sources_of(target)
+    sources = allowed if expected is None else frozenset(expected) & allowed
+    if not sources:
+        return False
+    condition = [Build.id == build_id, Build.status.in_([s.value for s in sources])]
+    if attempt is not None:
+        condition.append(Build.attempt == attempt)
+    result = session.execute(
+        update(Build)
+        .where(*condition)
+        .values(status=target.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    moved = bool(result.rowcount)  # type: ignore[attr-defined]
+    if moved:
+        build = session.get(Build, build_id)
+        if build is not None:
+            session.refresh(build)
+    return moved
