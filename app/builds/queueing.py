@@ -13,9 +13,10 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from functools import cache
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -47,12 +48,31 @@ class QueuedPush:
 
 def insert_for(session: Session, model: Any) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (PostgreSQL and SQLite)."""
-    dialect = session.get_bind().dialect.name
+    return dialect_insert(session.get_bind().dialect.name, model)
+
+
+def dialect_insert(dialect: str, model: Any) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(model)
     if dialect == "sqlite":
         return sqlite.insert(model)
     raise NotImplementedError(f"no INSERT .. ON CONFLICT support for {dialect}")
+
+
+# Statements are built once: building SQLAlchemy expressions costs more than running them.
+@cache
+def _insert_build(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect, Build)
+        .values(repository_id=bindparam("repository_id"), sha=bindparam("sha"))
+        .on_conflict_do_nothing(index_elements=["repository_id", "sha"])
+        .returning(Build.id, Build.status, Build.attempt)
+    )
+
+
+_SELECT_BUILD = select(Build.id, Build.status, Build.attempt).where(
+    Build.repository_id == bindparam("repository_id"), Build.sha == bindparam("sha")
+)
 
 
 def matches_any(name: str, patterns: list[str]) -> bool:
@@ -83,19 +103,13 @@ def queue_push(session: Session, repository: Repository, push: Push) -> QueuedPu
 def _find_or_create_build(
     session: Session, repository_id: int, sha: str
 ) -> tuple[int, str, int, BuildAction]:
-    columns = (Build.id, Build.status, Build.attempt)
-    created = session.execute(
-        insert_for(session, Build)
-        .values(repository_id=repository_id, sha=sha)
-        .on_conflict_do_nothing(index_elements=["repository_id", "sha"])
-        .returning(*columns)
-    ).first()
+    params = {"repository_id": repository_id, "sha": sha}
+    dialect = session.get_bind().dialect.name
+    created = session.execute(_insert_build(dialect), params).first()
     if created is not None:
         _enqueue_build(session, created.id)
         return created.id, created.status, created.attempt, BuildAction.CREATED
-    existing = session.execute(
-        select(*columns).where(Build.repository_id == repository_id, Build.sha == sha)
-    ).one()
+    existing = session.execute(_SELECT_BUILD, params).one()
     if existing.status == BuildStatus.CANCELLED and start_new_attempt(
         session, existing.id, attempt=existing.attempt, expected={BuildStatus.CANCELLED}
     ):
@@ -156,7 +170,10 @@ def cancel_superseded_builds(
     assert push.branch is not None
     reason = f"Superseded by {push.after_sha[:SHORT_SHA_LENGTH]}"
     cancelled: list[int] = []
-    for build_id in superseded_candidates(session, repository_id, push.branch, push.id):
+    # Whole rows, held while `transition` runs: it then finds them in the session (the identity
+    # map holds rows weakly) instead of loading each one again.
+    for build in superseded_candidates(session, repository_id, push.branch, push.id):
+        build_id = build.id
         if build_id == keep_build_id:
             continue
         if transition(
@@ -174,17 +191,24 @@ def cancel_superseded_builds(
 
 def superseded_candidates(
     session: Session, repository_id: int, branch: str, before_push_id: int
-) -> list[int]:
-    pushed_here = aliased(Push)
-    elsewhere = aliased(Push)
-    newer = aliased(Push)
+) -> list[Build]:
+    params = {"repository_id": repository_id, "branch": branch, "before_push_id": before_push_id}
+    return list(session.scalars(_SUPERSEDED_CANDIDATES, params))
+
+
+def _superseded_candidates_query() -> Any:
+    pushed_here = aliased(Push, name="pushed_here")
+    elsewhere = aliased(Push, name="elsewhere")
+    newer = aliased(Push, name="newer")
+    repository_id: Any = bindparam("repository_id")
+    branch: Any = bindparam("branch")
     was_pushed_to_branch = (
         exists()
         .where(
             pushed_here.build_id == Build.id,
             pushed_here.repository_id == repository_id,
             pushed_here.branch == branch,
-            pushed_here.id < before_push_id,
+            pushed_here.id < bindparam("before_push_id"),
         )
         .correlate(Build)
     )
@@ -203,8 +227,8 @@ def superseded_candidates(
         )
         .correlate(Build)
     )
-    query = (
-        select(Build.id)
+    return (
+        select(Build)
         .where(
             Build.repository_id == repository_id,
             Build.status.in_([status.value for status in ACTIVE_STATUSES]),
@@ -213,4 +237,6 @@ def superseded_candidates(
         )
         .order_by(Build.id)
     )
-    return list(session.scalars(query))
+
+
+_SUPERSEDED_CANDIDATES = _superseded_candidates_query()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from functools import cache
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.builds.queueing import insert_for
+from app.builds.queueing import dialect_insert, insert_for
 from app.models import Repository, WebhookDelivery
 from app.webhooks.schemas import RepositoryRef
 
@@ -15,16 +17,41 @@ _NOT_IMAGE_NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
 _SEPARATOR_RUNS = re.compile(r"[._-]{2,}")
 
 
+# Statements are built once: building SQLAlchemy expressions costs more than running them.
+_REPOSITORY_BY_NAME = select(Repository).where(Repository.full_name == bindparam("full_name"))
+_REPOSITORY_BY_NAME_ANY_CASE = (
+    select(Repository)
+    .where(func.lower(Repository.full_name) == bindparam("full_name"))
+    .order_by(Repository.id)
+)
+_DELIVERY_OUTCOME = select(WebhookDelivery.outcome).where(
+    WebhookDelivery.delivery_id == bindparam("delivery_id")
+)
+
+
+@cache
+def _insert_delivery(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect, WebhookDelivery)
+        .values(
+            delivery_id=bindparam("delivery_id"),
+            event=bindparam("event"),
+            outcome=bindparam("outcome"),
+            detail=bindparam("detail"),
+            repository_full_name=bindparam("repository_full_name"),
+            repository_id=bindparam("repository_id"),
+        )
+        .on_conflict_do_nothing(index_elements=["delivery_id"])
+        .returning(WebhookDelivery.id)
+    )
+
+
 def find_repository(session: Session, full_name: str) -> Repository | None:
-    exact = session.scalars(select(Repository).where(Repository.full_name == full_name)).first()
+    exact = session.scalars(_REPOSITORY_BY_NAME, {"full_name": full_name}).first()
     if exact is not None:
         return exact
     # GitHub names are case-insensitive; a repository registered as "Octo/App" still matches.
-    return session.scalars(
-        select(Repository)
-        .where(func.lower(Repository.full_name) == full_name.lower())
-        .order_by(Repository.id)
-    ).first()
+    return session.scalars(_REPOSITORY_BY_NAME_ANY_CASE, {"full_name": full_name.lower()}).first()
 
 
 def derive_image_name(full_name: str) -> str:
@@ -64,22 +91,18 @@ def record_delivery(
 ) -> int | None:
     """Inserts the delivery; None when that `X-GitHub-Delivery` id is already recorded (a
     concurrent copy waits for the first one's commit and then finds it)."""
-    return session.execute(
-        insert_for(session, WebhookDelivery)
-        .values(
-            delivery_id=delivery_id,
-            event=event,
-            outcome=outcome,
-            detail=detail,
-            repository_full_name=repository_full_name,
-            repository_id=repository_id,
-        )
-        .on_conflict_do_nothing(index_elements=["delivery_id"])
-        .returning(WebhookDelivery.id)
-    ).scalar_one_or_none()
+    params = {
+        "delivery_id": delivery_id,
+        "event": event,
+        "outcome": outcome,
+        "detail": detail,
+        "repository_full_name": repository_full_name,
+        "repository_id": repository_id,
+    }
+    dialect = session.get_bind().dialect.name
+    row_id: int | None = session.execute(_insert_delivery(dialect), params).scalar_one_or_none()
+    return row_id
 
 
 def recorded_outcome(session: Session, delivery_id: str) -> str | None:
-    return session.scalars(
-        select(WebhookDelivery.outcome).where(WebhookDelivery.delivery_id == delivery_id)
-    ).first()
+    return session.scalars(_DELIVERY_OUTCOME, {"delivery_id": delivery_id}).first()
