@@ -185,6 +185,8 @@ class Result:
     errors: int
     elapsed: float
     latencies: list[float]
+    server_cpu: float = math.nan  # CPU seconds used by the uvicorn process(es) in this phase
+    database_cpu: float = math.nan  # ... and by the PostgreSQL backends of the bench database
 
     @property
     def rate(self) -> float:
@@ -197,11 +199,51 @@ class Result:
         return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] * 1000
 
     def row(self) -> str:
+        per_request = 1000 / self.completed if self.completed else math.nan
         return (
             f"| {self.label} | {self.concurrency} | {self.completed} | {self.errors} | "
             f"{self.rate:.0f} | {self.percentile(0.5):.1f} | {self.percentile(0.99):.1f} | "
-            f"{max(self.latencies, default=math.nan) * 1000:.1f} |"
+            f"{max(self.latencies, default=math.nan) * 1000:.1f} | "
+            f"{self.server_cpu * per_request:.2f} | {self.database_cpu * per_request:.2f} |"
         )
+
+
+class CpuMeter:
+    """CPU time of the server's processes and of the bench database's PostgreSQL backends, read
+    from /proc: unlike rates and latencies, it hardly depends on what else the machine runs."""
+
+    def __init__(self, server_group: int, admin_dsn: str, database: str) -> None:
+        self.server_group, self.admin_dsn, self.database = server_group, admin_dsn, database
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def _cpu(self, pid: int) -> tuple[int, float]:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        # After the command name: state, ppid, pgrp, ... utime (12th), stime (13th).
+        return int(fields[2]), (int(fields[11]) + int(fields[12])) / self.ticks
+
+    def snapshot(self) -> tuple[float, float]:
+        import psycopg
+
+        server = 0.0
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    group, seconds = self._cpu(int(entry))
+                    if group == self.server_group:
+                        server += seconds
+        with psycopg.connect(self.admin_dsn, autocommit=True) as connection:
+            pids = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+                )
+            ]
+        database = 0.0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                database += self._cpu(pid)[1]
+        return server, database
 
 
 async def closed_loop(
@@ -312,6 +354,34 @@ def register_repository(database_url: str) -> None:
     engine.dispose()
 
 
+def database_latency(admin_dsn: str, database_url: str) -> str:
+    """Round-trip and commit latency of this PostgreSQL right now: context for the figures."""
+    import psycopg
+
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database_url.rsplit("/", 1)[1]
+    round_trips, commits = [], []
+    with psycopg.connect(dsn) as connection:
+        connection.execute("CREATE TABLE bench_probe (x int)")
+        connection.commit()
+        for _ in range(300):
+            began = time.perf_counter()
+            connection.execute("SELECT 1").fetchone()
+            round_trips.append(time.perf_counter() - began)
+            connection.execute("INSERT INTO bench_probe VALUES (1)")
+            began = time.perf_counter()
+            connection.commit()
+            commits.append(time.perf_counter() - began)
+        connection.execute("DROP TABLE bench_probe")
+        connection.commit()
+    probe = Result("probe", 1, 0, 0, 0, round_trips)
+    commit = Result("probe", 1, 0, 0, 0, commits)
+    return (
+        f"PostgreSQL round trip p50 {probe.percentile(0.5):.2f} ms, p99 "
+        f"{probe.percentile(0.99):.2f} ms; commit p50 {commit.percentile(0.5):.2f} ms, p99 "
+        f"{commit.percentile(0.99):.2f} ms; load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def database_counts(database_url: str) -> dict[str, int]:
     from sqlalchemy import text
 
@@ -336,7 +406,8 @@ def database_counts(database_url: str) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], workers: int) -> Iterator[int]:
+def server(env: dict[str, str], workers: int) -> Iterator[tuple[int, int]]:
+    """Runs uvicorn in its own process group; yields its port and the group id."""
     import httpx
 
     port = free_port()
@@ -368,7 +439,7 @@ def server(env: dict[str, str], workers: int) -> Iterator[int]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("the server did not start")
             time.sleep(0.1)
-        yield port
+        yield port, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -381,7 +452,18 @@ def server(env: dict[str, str], workers: int) -> Iterator[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-async def measure(args: argparse.Namespace, port: int, run_id: str) -> list[Result]:
+async def measure(
+    args: argparse.Namespace, port: int, run_id: str, meter: CpuMeter
+) -> list[Result]:
+    async def metered(phase: Any) -> Result:
+        server_before, database_before = meter.snapshot()
+        result: Result = await phase
+        server_after, database_after = meter.snapshot()
+        result.server_cpu = server_after - server_before
+        result.database_cpu = database_after - database_before
+        print(result.row(), flush=True)
+        return result
+
     bare = RequestSource(BARE_PATH, port, run_id)
     webhook = RequestSource(WEBHOOK_PATH, port, run_id)
     results: list[Result] = []
@@ -391,23 +473,27 @@ async def measure(args: argparse.Namespace, port: int, run_id: str) -> list[Resu
     for concurrency in args.concurrency:
         for label, source in (("bare endpoint", bare), ("webhook", webhook)):
             requests = source.build(args.requests)
-            result = await closed_loop(port, requests, concurrency, args.seconds, label)
-            results.append(result)
-            print(result.row(), flush=True)
+            phase = closed_loop(port, requests, concurrency, args.seconds, label)
+            results.append(await metered(phase))
             await asyncio.sleep(args.pause)
     count = int(args.rate * args.rate_seconds)
     for label, source in (("bare endpoint", bare), ("webhook", webhook)):
-        result = await open_loop(port, source.build(count), args.rate, 64, label)
-        results.append(result)
-        print(result.row(), flush=True)
+        phase = open_loop(port, source.build(count), args.rate, 64, label)
+        results.append(await metered(phase))
         await asyncio.sleep(args.pause)
     return results
 
 
+TABLE_HEAD = (
+    "| endpoint | concurrency | requests | non-2xx | req/s | p50 ms | p99 ms | max ms "
+    "| server CPU ms/req | PostgreSQL CPU ms/req |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
 def report(args: argparse.Namespace, results: list[Result], counts: dict[str, int]) -> str:
     lines = [
-        "| endpoint | concurrency | requests | non-2xx | req/s | p50 ms | p99 ms | max ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        TABLE_HEAD,
         *(result.row() for result in results),
         "",
     ]
@@ -487,11 +573,15 @@ def main() -> None:
         }
         print(f"# webhook intake, {args.workers} uvicorn worker(s), {os.cpu_count()} CPUs")
         print(f"# body {len(push_body(0, run_id))} bytes; pushes spread over {BRANCHES} branches")
+        print(f"# before: {database_latency(args.admin_dsn, url)}", flush=True)
         try:
-            with server(env, args.workers) as port:
-                results = run(measure(args, port, run_id))
+            with server(env, args.workers) as (port, group):
+                meter = CpuMeter(group, args.admin_dsn, url.rsplit("/", 1)[1])
+                print(TABLE_HEAD, flush=True)
+                results = run(measure(args, port, run_id, meter))
                 time.sleep(3)  # let the relay publish the last jobs
             counts = database_counts(url)
+            print(f"# after: {database_latency(args.admin_dsn, url)}")
         finally:
             connection = redis.Redis.from_url(args.redis_url)
             for queue in queues:
