@@ -44,7 +44,9 @@ WEBHOOK_PATH = "/webhooks/github"
 BARE_PATH = "/bench/bare"
 SECRET = "bench-webhook-secret-0123456789"
 REPOSITORY = "bench/app"
-BRANCHES = 50  # pushes cycle through this many branches, so most supersede a queued build
+# Pushes cycle through this many branches, so (no worker runs) most supersede a queued build;
+# 0 gives every push a branch of its own, so nothing is superseded.
+BRANCHES = 50
 
 
 def bench_app() -> Any:
@@ -65,8 +67,8 @@ def bench_app() -> Any:
 # Requests
 
 
-def push_body(index: int, run_id: str) -> bytes:
-    """A push payload of realistic size (three commits), unique SHA, one of BRANCHES branches."""
+def push_body(index: int, run_id: str, branches: int = BRANCHES) -> bytes:
+    """A push payload of realistic size (three commits), unique SHA, one of `branches`."""
     sha = hashlib.sha1(f"{run_id}-{index}".encode()).hexdigest()  # noqa: S324 (a commit id)
     before = hashlib.sha1(f"{run_id}-{index}-before".encode()).hexdigest()  # noqa: S324
     commit = {
@@ -83,7 +85,7 @@ def push_body(index: int, run_id: str) -> bytes:
         "modified": ["README.md", "app/main.py", "container/compile"],
     }
     payload = {
-        "ref": f"refs/heads/feature/{index % BRANCHES}",
+        "ref": f"refs/heads/feature/{index % branches if branches else index}",
         "before": before,
         "after": sha,
         "created": False,
@@ -131,17 +133,17 @@ def http_request(path: str, port: int, body: bytes) -> bytes:
 class RequestSource:
     """Pre-built requests, so the client spends no time on JSON or HMAC while measuring."""
 
-    def __init__(self, path: str, port: int, run_id: str) -> None:
-        self.path, self.port, self.run_id = path, port, run_id
+    def __init__(self, path: str, port: int, run_id: str, branches: int = BRANCHES) -> None:
+        self.path, self.port, self.run_id, self.branches = path, port, run_id, branches
         self.sent = 0
-        self._template = http_request(path, port, push_body(0, run_id))
+        self._template = http_request(path, port, push_body(0, run_id, branches))
 
     def build(self, count: int) -> list[bytes]:
         if self.path == BARE_PATH:
             return [self._template] * count
         start, self.sent = self.sent, self.sent + count
         return [
-            http_request(self.path, self.port, push_body(i, self.run_id))
+            http_request(self.path, self.port, push_body(i, self.run_id, self.branches))
             for i in range(start, start + count)
         ]
 
@@ -222,16 +224,16 @@ class CpuMeter:
         # After the command name: state, ppid, pgrp, ... utime (12th), stime (13th).
         return int(fields[2]), (int(fields[11]) + int(fields[12])) / self.ticks
 
-    def snapshot(self) -> tuple[float, float]:
+    def snapshot(self) -> dict[str, dict[int, float]]:
         import psycopg
 
-        server = 0.0
+        server: dict[int, float] = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 with contextlib.suppress(OSError):
                     group, seconds = self._cpu(int(entry))
                     if group == self.server_group:
-                        server += seconds
+                        server[int(entry)] = seconds
         with psycopg.connect(self.admin_dsn, autocommit=True) as connection:
             pids = [
                 row[0]
@@ -239,11 +241,18 @@ class CpuMeter:
                     "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
                 )
             ]
-        database = 0.0
+        database: dict[int, float] = {}
         for pid in pids:
             with contextlib.suppress(OSError):
-                database += self._cpu(pid)[1]
-        return server, database
+                database[pid] = self._cpu(pid)[1]
+        return {"server": server, "database": database}
+
+    @staticmethod
+    def used(before: dict[int, float], after: dict[int, float]) -> float:
+        """CPU seconds between two snapshots. A process that started in between counts from zero;
+        one that exited in between is missed (the pool closes overflow connections), so the
+        database figure is a lower bound."""
+        return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 async def closed_loop(
@@ -456,16 +465,16 @@ async def measure(
     args: argparse.Namespace, port: int, run_id: str, meter: CpuMeter
 ) -> list[Result]:
     async def metered(phase: Any) -> Result:
-        server_before, database_before = meter.snapshot()
+        before = meter.snapshot()
         result: Result = await phase
-        server_after, database_after = meter.snapshot()
-        result.server_cpu = server_after - server_before
-        result.database_cpu = database_after - database_before
+        after = meter.snapshot()
+        result.server_cpu = meter.used(before["server"], after["server"])
+        result.database_cpu = meter.used(before["database"], after["database"])
         print(result.row(), flush=True)
         return result
 
-    bare = RequestSource(BARE_PATH, port, run_id)
-    webhook = RequestSource(WEBHOOK_PATH, port, run_id)
+    bare = RequestSource(BARE_PATH, port, run_id, args.branches)
+    webhook = RequestSource(WEBHOOK_PATH, port, run_id, args.branches)
     results: list[Result] = []
     # Warm-up: connections, pools, caches, the relay thread.
     for source in (bare, webhook):
@@ -532,6 +541,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="offered deliveries/s")
     parser.add_argument("--rate-seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument(
+        "--branches", type=int, default=BRANCHES, help="0: a branch per push, none superseded"
+    )
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between phases")
     parser.add_argument(
         "--admin-dsn",
@@ -572,7 +584,8 @@ def main() -> None:
             "CARTRIDGE_STATE_DIR": state,
         }
         print(f"# webhook intake, {args.workers} uvicorn worker(s), {os.cpu_count()} CPUs")
-        print(f"# body {len(push_body(0, run_id))} bytes; pushes spread over {BRANCHES} branches")
+        spread = f"{args.branches} branches" if args.branches else "a branch each"
+        print(f"# body {len(push_body(0, run_id))} bytes; pushes spread over {spread}")
         print(f"# before: {database_latency(args.admin_dsn, url)}", flush=True)
         try:
             with server(env, args.workers) as (port, group):
