@@ -6,10 +6,14 @@ from app.broker import get_celery
 from app.config import get_settings
 
 celery_app = get_celery()
-celery_app.conf.include = ["workers.maintenance"]
+celery_app.conf.include = ["workers.maintenance", "workers.statuses"]
 celery_app.conf.beat_schedule = {
     "relay-outbox": {
         "task": "cartridge.outbox.relay",
         "schedule": get_settings().outbox_relay_interval_seconds,
+    },
+    "redrive-statuses": {
+        "task": "cartridge.statuses.redrive",
+        "schedule": get_settings().github_status_redrive_seconds,
     },
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from app import migrate
+from app.cli.statuses import register as register_statuses
 from app.config import get_settings
 from app.db import session_scope
 
@@ -62,6 +63,9 @@ def serve(host: str, port: int, workers: int) -> None:
         workers=workers,
         log_level="info",
     )
+
+
+register_statuses(cli)
 
 
 if __name__ == "__main__":
