@@ -9,7 +9,9 @@ ways GitHub does (5xx, rate limits, permanent refusals) or to hang past the clie
 from __future__ import annotations
 
 import json
+import random
 import re
+import sys
 import threading
 import time
 import uuid
@@ -101,7 +103,8 @@ class FakeGitHub:
         self.app_public_key = app_public_key
         self.prefix = prefix.rstrip("/")
         self.token_lifetime_seconds = token_lifetime_seconds
-        # Slows every status answer down, which widens the window for races between deliveries.
+        # Each status answer waits a random time up to this, so concurrent requests may be
+        # answered in another order than they were sent, as on the real network.
         self.latency_seconds = latency_seconds
         self.statuses: list[ReceivedStatus] = []
         self.requests: list[Request] = []
@@ -112,7 +115,8 @@ class FakeGitHub:
         self.arrivals = 0
         self._script: deque[Reply] = deque()
         self._delays: deque[float] = deque()
-        self._lock = threading.Lock()
+        # Reentrant: wait_for holds it while a predicate reads through the public helpers.
+        self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -126,7 +130,7 @@ class FakeGitHub:
 
     def start(self) -> FakeGitHub:
         self.port = free_port()
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", self.port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
@@ -286,7 +290,7 @@ class FakeGitHub:
         if delay:
             self.wait(delay)
         if self.latency_seconds:
-            self.wait(self.latency_seconds)
+            self.wait(random.uniform(0, self.latency_seconds))
         authorization = headers.get("authorization", "")
         if not self._authorized(authorization):
             self._reject("bad credentials")
@@ -344,6 +348,13 @@ def _validation_failed(message: str) -> Reply:
         "documentation_url": "https://docs.github.com/rest/commits/statuses#create-a-commit-status",
     }
     return Reply(422, body=body)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and hung up is what the hang scenario is for.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _handler_for(fake: FakeGitHub) -> type[BaseHTTPRequestHandler]:
