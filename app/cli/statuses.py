@@ -7,6 +7,9 @@ import json
 import click
 
 from app.db import session_scope
+from app.github import repository
+from app.github.schemas import BuildStatusesOut, StatusPostOut
+from app.models import Build
 
 
 @click.command("statuses")
@@ -14,10 +17,6 @@ from app.db import session_scope
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table.")
 def statuses(build_id: int, as_json: bool) -> None:
     """Show the GitHub commit statuses of build BUILD_ID, oldest first."""
-    from app.github import repository
-    from app.github.schemas import BuildStatusesOut, StatusPostOut
-    from app.models import Build
-
     with session_scope() as session:
         if session.get(Build, build_id) is None:
             raise click.ClickException(f"build {build_id} does not exist")
@@ -35,16 +34,22 @@ def statuses(build_id: int, as_json: bool) -> None:
         click.echo(f"build {build_id}: no commit statuses recorded")
         return
     for post in posts:
-        outcome = post.delivery
-        if post.delivery == "skipped" and post.skip_reason:
-            outcome = f"skipped ({post.skip_reason})"
-        elif post.last_error:
-            outcome = f"{post.delivery} after {post.tries} tries ({post.last_error})"
         created = post.created_at.strftime("%Y-%m-%d %H:%M:%S")
         click.echo(
             f"#{post.id} {created} attempt {post.attempt} {post.state:<7} "
-            f"{post.description!r}: {outcome}"
+            f"{post.description!r}: {_outcome(post)}"
         )
+
+
+def _outcome(post: StatusPostOut) -> str:
+    if post.delivery == "skipped":
+        return f"skipped ({post.skip_reason})" if post.skip_reason else "skipped"
+    if post.delivery == "queued" and post.next_try_at is not None:
+        retry_at = post.next_try_at.strftime("%H:%M:%S")
+        return f"queued, try {post.tries + 1} at {retry_at} (last: {post.last_error})"
+    if post.delivery == "failed":
+        return f"failed after {post.tries} tries ({post.last_error})"
+    return post.delivery
 
 
 def register(cli: click.Group) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from app.config import Settings
 from app.github.auth import AppInstallationAuth, TokenAuth
-from app.github.client import CommitStatus, GitHubClient
+from app.github.client import CommitStatus, GitHubClient, client_from_settings
 from app.github.errors import PermanentGitHubError, RateLimited, TransientGitHubError
 from tests.support.fake_github import DEFAULT_TOKEN, FakeGitHub
 
@@ -226,3 +228,24 @@ def test_an_app_jwt_signed_with_another_key_is_refused(app_keys: tuple[str, str]
         assert error.value.status_code == 401
         assert error.value.reason.startswith("installation token: 401")
         assert fake.statuses == []
+
+
+def test_settings_with_an_app_key_file_use_the_app(
+    app_keys: tuple[str, str], tmp_path: Path
+) -> None:
+    private, public = app_keys
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(private)
+    with _app_fake(public) as fake:
+        settings = Settings(
+            github_api_url=fake.url,
+            github_app_id="4242",
+            github_app_installation_id="77",
+            github_app_private_key_path=key_file,
+        )
+        assert settings.github_statuses_enabled
+        github = client_from_settings(settings)
+        github.create_status("octo/app", SHA, STATUS)
+        github.close()
+        assert fake.token_requests == 1
+        assert len(fake.statuses) == 1
