@@ -14,7 +14,7 @@ from typing import Protocol
 import httpx
 import jwt
 
-from app.github.errors import TransientGitHubError, error_for
+from app.github.errors import PermanentGitHubError, TransientGitHubError, error_for
 
 # GitHub refuses App JWTs valid for more than ten minutes or issued "in the future".
 JWT_LIFETIME_SECONDS = 540
@@ -75,7 +75,13 @@ class AppInstallationAuth:
             "exp": now + JWT_LIFETIME_SECONDS,
             "iss": self.app_id,
         }
-        return jwt.encode(claims, self._private_key, algorithm="RS256")
+        try:
+            return jwt.encode(claims, self._private_key, algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError) as exc:
+            # The exception text never includes the key itself.
+            raise PermanentGitHubError(
+                f"the GitHub App private key is not a usable RSA key ({type(exc).__name__})"
+            ) from exc
 
     def _fetch(self, http: httpx.Client) -> tuple[str, float]:
         path = f"/app/installations/{self.installation_id}/access_tokens"

@@ -98,8 +98,12 @@ def auth_from_settings(settings: Settings) -> Auth:
 def _private_key(settings: Settings) -> str:
     if settings.github_app_private_key is not None:
         return settings.github_app_private_key.get_secret_value()
-    assert settings.github_app_private_key_path is not None
-    return settings.github_app_private_key_path.read_text()
+    path = settings.github_app_private_key_path
+    assert path is not None
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise PermanentGitHubError(f"cannot read the GitHub App private key {path}: {exc}") from exc
 
 
 def client_from_settings(settings: Settings) -> GitHubClient:

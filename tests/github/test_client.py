@@ -249,3 +249,27 @@ def test_settings_with_an_app_key_file_use_the_app(
         github.close()
         assert fake.token_requests == 1
         assert len(fake.statuses) == 1
+
+
+def test_an_unusable_app_key_is_a_permanent_error_that_does_not_show_the_key(
+    app_keys: tuple[str, str], tmp_path: Path
+) -> None:
+    _, public = app_keys
+    with _app_fake(public) as fake:
+        github = _app_client(
+            fake, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----"
+        )
+        with pytest.raises(PermanentGitHubError) as error:
+            github.create_status("octo/app", SHA, STATUS)
+        github.close()
+        assert "not a usable RSA key" in error.value.reason
+        assert "c2VjcmV0" not in error.value.reason
+        missing = Settings(
+            github_api_url=fake.url,
+            github_app_id="4242",
+            github_app_installation_id="77",
+            github_app_private_key_path=tmp_path / "missing.pem",
+        )
+        with pytest.raises(PermanentGitHubError, match="cannot read the GitHub App private key"):
+            client_from_settings(missing)
+        assert fake.token_requests == 0
