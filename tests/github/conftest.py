@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app.builds.transitions import transition
 from app.config import get_settings
 from app.github.client import get_github_client
 from app.github.service import record_status
-from app.models import Build, Repository
+from app.models import FINAL_STATUSES, Build, BuildStatus, Repository
 from tests.support.fake_github import DEFAULT_TOKEN, FakeGitHub
 
 
@@ -73,3 +75,15 @@ def make_build(session: Session, make_repository):  # type: ignore[no-untyped-de
         return build
 
     return make
+
+
+def retry(session: Session, build_id: int) -> None:
+    """A retry the way the API and the webhook receiver make one: the move back to queued, then
+    the next attempt number, in one transaction."""
+    assert transition(session, build_id, BuildStatus.QUEUED, expected=FINAL_STATUSES, error=None)
+    session.execute(
+        update(Build)
+        .where(Build.id == build_id)
+        .values(attempt=Build.attempt + 1)
+        .execution_options(synchronize_session=False)
+    )

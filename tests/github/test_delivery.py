@@ -18,7 +18,7 @@ from app.github.delivery import Outcome, backoff_seconds, deliver, redrive
 from app.github.service import DELIVER_TASK, record_status
 from app.models import Build, BuildStatus, OutboxMessage, StatusPost
 from app.models.base import utcnow
-from tests.github.conftest import github_env
+from tests.github.conftest import github_env, retry
 from tests.support.fake_github import FakeGitHub
 
 
@@ -48,6 +48,7 @@ def test_only_the_newest_undelivered_status_is_sent(
 ) -> None:  # type: ignore[no-untyped-def]
     build = make_build()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-2")
+    session.commit()
     transition(session, build.id, BuildStatus.FAILED, error="compile failed")
     session.commit()
 
@@ -98,8 +99,7 @@ def test_a_late_pending_never_replaces_the_final_status_of_its_attempt(
     assert _seen(github) == [("error", "registry down")]
 
     # A retry is a new attempt: its pending does replace the error.
-    session.execute(update(Build).where(Build.id == build.id).values(attempt=2))
-    transition(session, build.id, BuildStatus.QUEUED, expected={BuildStatus.ERRORED})
+    retry(session, build.id)
     session.commit()
     assert _deliver(build.id) is Outcome.DELIVERED
     assert _seen(github) == [("error", "registry down"), ("pending", "Queued (attempt 2)")]

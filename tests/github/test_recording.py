@@ -12,7 +12,7 @@ from app.config import get_settings
 from app.github.service import DELIVER_TASK
 from app.models import Build, BuildStatus, OutboxMessage, Push, StatusPost
 from app.models.base import utcnow
-from tests.github.conftest import github_env
+from tests.github.conftest import github_env, retry
 from tests.support.fake_github import FakeGitHub
 
 
@@ -29,6 +29,7 @@ def test_a_successful_build_records_queued_building_and_built(
     assert transition(
         session, build.id, BuildStatus.RUNNING, build_host="host-2", started_at=started
     )
+    session.commit()
     finished = started + timedelta(minutes=1, seconds=23)
     assert transition(session, build.id, BuildStatus.SUCCEEDED, finished_at=finished)
     session.commit()
@@ -88,14 +89,29 @@ def test_a_retry_is_a_new_attempt_that_is_pending_again(
 ) -> None:  # type: ignore[no-untyped-def]
     build = make_build()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
+    session.commit()
     transition(session, build.id, BuildStatus.ERRORED, error="lost the build host")
-    # A retry moves to the next attempt before (or in) the move back to queued.
-    session.execute(update(Build).where(Build.id == build.id).values(attempt=Build.attempt + 1))
-    transition(session, build.id, BuildStatus.QUEUED, expected={BuildStatus.ERRORED})
+    session.commit()
+    retry(session, build.id)
     session.commit()
     assert _posts(session, build)[-2:] == [
         (1, "error", "lost the build host"),
         (2, "pending", "Queued (attempt 2)"),
+    ]
+
+
+def test_several_moves_in_one_transaction_owe_only_the_last_status(
+    session: Session, github: FakeGitHub, make_build
+) -> None:  # type: ignore[no-untyped-def]
+    build = make_build()
+    transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
+    transition(session, build.id, BuildStatus.FAILED)
+    # Changed after the transition, in the same transaction: the status carries it.
+    session.execute(update(Build).where(Build.id == build.id).values(error="roles.json is invalid"))
+    session.commit()
+    assert _posts(session, build) == [
+        (1, "pending", "Queued"),
+        (1, "failure", "roles.json is invalid"),
     ]
 
 

@@ -8,15 +8,15 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.broker import get_celery
@@ -25,7 +25,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.models import Build, BuildStatus, Push, StatusPost
 from app.models.base import utcnow
-from tests.github.conftest import github_env
+from tests.github.conftest import github_env, retry
 from tests.support.fake_github import FakeGitHub
 from tests.support.paths import REPO_ROOT
 
@@ -167,21 +167,18 @@ def test_a_build_shows_queued_then_building_then_its_result(
     assert [p.delivery for p in posts] == ["delivered"] * 3
 
 
-def _drive(build_id: int, outcome: str, retry: bool, pause: Callable[[], None]) -> None:
+def _drive(build_id: int, outcome: str, with_retry: bool, pause: Callable[[], None]) -> None:
     """One build's life, each transition in its own transaction, as workers would do it, with
     pauses so that deliveries of earlier statuses are still on their way."""
     with session_scope() as session:
         transition(session, build_id, BuildStatus.RUNNING, build_host="host-1", started_at=utcnow())
     pause()
-    if retry:
+    if with_retry:
         with session_scope() as session:
             transition(session, build_id, BuildStatus.ERRORED, error="lost the build host")
         pause()
         with session_scope() as session:
-            session.execute(
-                update(Build).where(Build.id == build_id).values(attempt=Build.attempt + 1)
-            )
-            transition(session, build_id, BuildStatus.QUEUED, expected={BuildStatus.ERRORED})
+            retry(session, build_id)
         pause()
         with session_scope() as session:
             transition(session, build_id, BuildStatus.RUNNING, build_host="host-2")
@@ -205,16 +202,15 @@ def test_concurrent_updates_never_reorder_or_regress_statuses(
         (make_build(), rng.choice(["succeeded", "failed", "errored", "cancelled"]), i % 2 == 0)
         for i in range(8)
     ]
-    threads = [
-        threading.Thread(target=_drive, args=(build.id, outcome, retry, pause))
-        for build, outcome, retry in plans
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    with ThreadPoolExecutor(max_workers=len(plans)) as pool:
+        drives = [
+            pool.submit(_drive, build.id, outcome, with_retry, pause)
+            for build, outcome, with_retry in plans
+        ]
+        for drive in drives:
+            drive.result(timeout=60)
 
-    for build, _outcome, _retry in plans:
+    for build, _outcome, with_retry in plans:
         posts = _wait_for_posts(build.id, _settled)
         recorded = [(p.state, p.description) for p in posts]
         received = _statuses(fake, build)
@@ -225,6 +221,7 @@ def test_concurrent_updates_never_reorder_or_regress_statuses(
         assert received[-1] == recorded[-1], (recorded, received)
         assert recorded[-1][0] != "pending"
         assert [p.delivery for p in posts if p.delivery not in ("delivered", "skipped")] == []
+        assert posts[-1].attempt == (2 if with_retry else 1)
     assert fake.rejections == []
 
 
