@@ -28,13 +28,14 @@ def target_url(build_id: int) -> str:
     return f"{get_settings().public_url.rstrip('/')}/api/v1/builds/{build_id}"
 
 
-def record_status(session: Session, build: Build) -> None:
-    """Records, when this transaction commits, the status GitHub should show for the build, and
-    enqueues its delivery. Call it after every change of the build's status (`transition` does)
-    and when a build is created. Nothing is recorded without GitHub credentials."""
+def record_status(session: Session, build: Build | int) -> None:
+    """Records, when this transaction commits, the status GitHub should show for the build (a row
+    or its id), and enqueues its delivery. Call it after every change of the build's status
+    (`transition` does) and when a build is created. Nothing is recorded without credentials."""
     if get_settings().github_statuses_enabled:
+        build_id = build if isinstance(build, int) else build.id
         # A dict keeps the order of first mention and mentions each build once.
-        session.info.setdefault(_OWED_KEY, {})[build.id] = None
+        session.info.setdefault(_OWED_KEY, {})[build_id] = None
 
 
 @event.listens_for(Session, "before_commit")

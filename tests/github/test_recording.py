@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from app.builds.transitions import transition
 from app.config import get_settings
-from app.github.service import DELIVER_TASK
+from app.github.service import DELIVER_TASK, record_status
 from app.models import Build, BuildStatus, OutboxMessage, Push, StatusPost
 from app.models.base import utcnow
 from tests.github.conftest import github_env, retry
@@ -164,3 +164,18 @@ def test_without_github_credentials_no_status_is_recorded(
     session.commit()
     assert _posts(session, build) == []
     assert session.scalar(select(OutboxMessage.id)) is None
+
+
+def test_a_build_created_by_a_statement_is_recorded_by_its_id(
+    session: Session, github: FakeGitHub, make_repository
+) -> None:  # type: ignore[no-untyped-def]
+    repository = make_repository()
+    build_id = session.scalar(
+        insert(Build).values(repository_id=repository.id, sha="e" * 40).returning(Build.id)
+    )
+    assert build_id is not None
+    record_status(session, build_id)
+    session.commit()
+    build = session.get(Build, build_id)
+    assert build is not None
+    assert _posts(session, build) == [(1, "pending", "Queued")]
