@@ -13,7 +13,7 @@ from app.builds.transitions import transition
 from app.config import get_settings
 from app.github.client import get_github_client
 from app.github.service import record_status
-from app.models import FINAL_STATUSES, Build, BuildStatus, Repository
+from app.models import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus, Push, Repository
 from tests.support.fake_github import DEFAULT_TOKEN, FakeGitHub
 
 
@@ -86,4 +86,25 @@ def retry(session: Session, build_id: int) -> None:
         .where(Build.id == build_id)
         .values(attempt=Build.attempt + 1)
         .execution_options(synchronize_session=False)
+    )
+
+
+def supersede(session: Session, build: Build, after_sha: str = "1a2b3c4" + "d" * 33) -> None:
+    """A newer push to the build's branch cancels it, the way the webhook receiver does."""
+    push = Push(
+        repository_id=build.repository_id,
+        ref="refs/heads/topic",
+        branch="topic",
+        before_sha=build.sha,
+        after_sha=after_sha,
+    )
+    session.add(push)
+    session.flush()
+    assert transition(
+        session,
+        build.id,
+        BuildStatus.CANCELLED,
+        expected=ACTIVE_STATUSES,
+        superseded_by_push_id=push.id,
+        cancel_reason=f"Superseded by {after_sha[:7]}",
     )

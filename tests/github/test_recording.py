@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 from app.builds.transitions import transition
 from app.config import get_settings
 from app.github.service import DELIVER_TASK, record_status
-from app.models import Build, BuildStatus, OutboxMessage, Push, StatusPost
+from app.models import Build, BuildStatus, OutboxMessage, StatusPost
 from app.models.base import utcnow
-from tests.github.conftest import github_env, retry
+from tests.github.conftest import github_env, retry, supersede
 from tests.support.fake_github import FakeGitHub
 
 
@@ -59,22 +59,7 @@ def test_failures_and_cancellations_carry_their_reason(
         transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
     transition(session, failed.id, BuildStatus.FAILED, error="container/compile exited with 2")
     transition(session, errored.id, BuildStatus.ERRORED, error="Docker engine unreachable")
-    push = Push(
-        repository_id=superseded.repository_id,
-        ref="refs/heads/topic",
-        branch="topic",
-        before_sha=superseded.sha,
-        after_sha="1a2b3c4d5e6f" + "0" * 28,
-    )
-    session.add(push)
-    session.flush()
-    transition(
-        session,
-        superseded.id,
-        BuildStatus.CANCELLED,
-        superseded_by_push_id=push.id,
-        cancel_reason="superseded",
-    )
+    supersede(session, superseded)
     transition(session, cancelled.id, BuildStatus.CANCELLED, cancel_reason="Cancelled by alice")
     session.commit()
 

@@ -23,9 +23,9 @@ from app.broker import get_celery
 from app.builds.transitions import transition
 from app.config import get_settings
 from app.db import session_scope
-from app.models import Build, BuildStatus, Push, StatusPost
+from app.models import Build, BuildStatus, StatusPost
 from app.models.base import utcnow
-from tests.github.conftest import github_env, retry
+from tests.github.conftest import github_env, retry, supersede
 from tests.support.fake_github import FakeGitHub
 from tests.support.paths import REPO_ROOT
 
@@ -123,16 +123,7 @@ def _finish(session: Session, build: Build, outcome: str) -> None:
     elif outcome == "errored":
         transition(session, build.id, BuildStatus.ERRORED, error="Docker engine unreachable")
     else:
-        push = Push(
-            repository_id=build.repository_id,
-            ref="refs/heads/topic",
-            branch="topic",
-            before_sha=build.sha,
-            after_sha="1a2b3c4" + "d" * 33,
-        )
-        session.add(push)
-        session.flush()
-        transition(session, build.id, BuildStatus.CANCELLED, superseded_by_push_id=push.id)
+        supersede(session, build)
 
 
 @pytest.mark.parametrize(
