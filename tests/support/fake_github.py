@@ -295,10 +295,6 @@ class FakeGitHub:
         if not self._authorized(authorization):
             self._reject("bad credentials")
             return Reply(401, body={"message": "Bad credentials"})
-        with self._lock:
-            scripted = self._script.popleft() if self._script else None
-        if scripted is not None:
-            return scripted
         try:
             body = json.loads(raw)
         except ValueError:
@@ -315,6 +311,10 @@ class FakeGitHub:
         if not SHA.match(sha):
             self._reject(f"not a commit SHA: {sha}")
             return Reply(422, body={"message": f"No commit found for SHA: {sha}"})
+        with self._lock:
+            scripted = self._script.popleft() if self._script else None
+        if scripted is not None:
+            return scripted
         received = ReceivedStatus(
             owner=owner,
             repo=repo,
