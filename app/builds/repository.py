@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.orm import Session
 
 from app.models import Build, BuildStatus, Image, Push, Repository
@@ -62,7 +62,7 @@ def list_page(
         query = query.where(Build.queued_at >= filters.queued_since)
     if filters.queued_until is not None:
         query = query.where(Build.queued_at < filters.queued_until)
-    return [(build, full_name) for build, full_name in session.execute(query).tuples()]
+    return [(build, full_name) for build, full_name in session.execute(query)]
 
 
 def branches_of(session: Session, build_ids: list[int]) -> dict[int, list[str]]:
@@ -74,7 +74,7 @@ def branches_of(session: Session, build_ids: list[int]) -> dict[int, list[str]]:
         select(Push.build_id, Push.branch)
         .where(Push.build_id.in_(build_ids), Push.branch.is_not(None))
         .order_by(Push.id)
-    ).tuples()
+    )
     for build_id, branch in rows:
         if build_id is not None and branch is not None and branch not in branches[build_id]:
             branches[build_id].append(branch)
@@ -110,15 +110,13 @@ class BranchHead:
     roles: dict[str, str] | None
 
 
-def latest_green_or_deletion(
-    session: Session, repository_id: int, branch: str
-) -> BranchHead | None:
+def latest_green_statement(repository_id: int, branch: str) -> Select:
     """The newest push on the branch that either deleted it or points at a succeeded build.
 
     One backward walk of the (repository_id, branch, id) index that stops at the first hit, so
     the cost depends on how many pushes since the last green one, not on the branch's history.
     """
-    row = session.execute(
+    return (
         select(
             Push.id,
             Push.deleted,
@@ -140,5 +138,11 @@ def latest_green_or_deletion(
         )
         .order_by(Push.id.desc())
         .limit(1)
-    ).first()
+    )
+
+
+def latest_green_or_deletion(
+    session: Session, repository_id: int, branch: str
+) -> BranchHead | None:
+    row = session.execute(latest_green_statement(repository_id, branch)).first()
     return None if row is None else BranchHead(*row)

@@ -97,11 +97,26 @@ class HttpMetrics:
         )
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        template = getattr(route, "path", None) or UNMATCHED_ROUTE
+        template = route_template(scope)
         method = scope.get("method", "")
         self.requests.labels(method, template, str(status)).inc()
         self.latency.labels(method, template).observe(seconds)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template with the prefix it was included under, e.g.
+    `/api/v1/builds/{build_id}`. Routes may record only their own part of the path, so the
+    prefix is the literal part of the request path before where the route's pattern matches."""
+    route = scope.get("route")
+    pattern = getattr(route, "path_regex", None)
+    template = getattr(route, "path", None)
+    if pattern is None or template is None:
+        return UNMATCHED_ROUTE
+    path: str = scope.get("path", "")
+    for start in (i for i, char in enumerate(path) if char == "/"):
+        if pattern.match(path[start:]):
+            return path[:start] + template
+    return str(template)
 
 
 class HttpMetricsMiddleware:

@@ -16,6 +16,7 @@ from app.models.base import utcnow
 
 _counter = itertools.count(1)
 
+MakeRepository = Callable[..., Repository]
 MakeBuild = Callable[..., Build]
 MakePush = Callable[..., Push]
 MakeImage = Callable[..., Image]
