@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.broker import BUILD_TASK
 from app.config import get_settings
 from app.models import Build, OutboxMessage
-from tests.api.conftest import MakeBuild, MakeImage, MakePush, MakeRepository
+from tests.support.factories import MakeBuild, MakeImage, MakePush, MakeRepository
 
 FINISHED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

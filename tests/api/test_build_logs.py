@@ -16,7 +16,7 @@ from app.builds import logs
 from app.builds.transitions import transition
 from app.db import session_scope
 from app.models import BuildStatus
-from tests.api.conftest import MakeBuild, MakeRepository
+from tests.support.factories import MakeBuild, MakeRepository
 from tests.support.server import serve
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.conftest import MakeBuild, MakePush, MakeRepository, new_sha
+from tests.support.factories import MakeBuild, MakePush, MakeRepository, new_sha
 
 URL = "/api/v1/builds"
 

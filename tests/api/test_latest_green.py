@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.builds import repository as queries
 from app.config import get_settings
-from tests.api.conftest import MakeBuild, MakeImage, MakePush, MakeRepository
+from tests.support.factories import MakeBuild, MakeImage, MakePush, MakeRepository
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

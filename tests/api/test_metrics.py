@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
 from app.models import OutboxMessage, WebhookDelivery
-from tests.api.conftest import MakeBuild, MakeRepository
+from tests.support.factories import MakeBuild, MakeRepository
 
 
 def _samples(
