@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, SQLColumnExpression, exists, or_, select, true
 from sqlalchemy.orm import Session
 
 from app.models import Build, BuildStatus, Image, Push, Repository
@@ -110,7 +110,7 @@ class BranchHead:
     roles: dict[str, str] | None
 
 
-def latest_green_statement(repository_id: int, branch: str) -> Select:
+def latest_green_statement(repository_id: int | SQLColumnExpression[int], branch: str) -> Select:
     """The newest push on the branch that either deleted it or points at a succeeded build.
 
     One backward walk of the (repository_id, branch, id) index that stops at the first hit, so
@@ -133,10 +133,14 @@ def latest_green_statement(repository_id: int, branch: str) -> Select:
         .outerjoin(Image, Image.build_id == Build.id)
         .where(
             Push.repository_id == repository_id,
-            Push.branch == branch,
+            # `branch BETWEEN b AND b` is `branch = b`, spelled so the planner keeps the column
+            # in the sort order below, which only the (repository_id, branch, id) index yields.
+            # With an equality the order reduces to `id DESC`, and the planner may walk the whole
+            # primary key backwards looking for a branch that was last pushed long ago (or never).
+            Push.branch.between(branch, branch),
             or_(Push.deleted.is_(True), Build.status == BuildStatus.SUCCEEDED.value),
         )
-        .order_by(Push.id.desc())
+        .order_by(Push.branch.desc(), Push.id.desc())
         .limit(1)
     )
 
@@ -146,3 +150,34 @@ def latest_green_or_deletion(
 ) -> BranchHead | None:
     row = session.execute(latest_green_statement(repository_id, branch)).first()
     return None if row is None else BranchHead(*row)
+
+
+def latest_green_by_name_statement(full_name: str, branch: str) -> Select:
+    head = latest_green_statement(Repository.id, branch).lateral("head")
+    return (
+        select(Repository.id, Repository.full_name, head)
+        .select_from(Repository)
+        .outerjoin(head, true())
+        .where(Repository.full_name == full_name)
+    )
+
+
+@dataclass(frozen=True)
+class RepositoryBranchHead:
+    repository_id: int
+    repository: str
+    head: BranchHead | None
+
+
+def latest_green_by_name(
+    session: Session, full_name: str, branch: str
+) -> RepositoryBranchHead | None:
+    """The repository named exactly `full_name` and its branch's answer, in one round trip
+    (deploy tooling asks often); None when no repository has exactly that name."""
+    row = session.execute(latest_green_by_name_statement(full_name, branch)).first()
+    if row is None:
+        return None
+    repository_id, name, *found = row
+    return RepositoryBranchHead(
+        repository_id, name, None if found[0] is None else BranchHead(*found)
+    )

@@ -167,22 +167,27 @@ def read_log(
 
 
 def latest_green(session: Session, full_name: str, branch: str, settings: Settings) -> LatestGreen:
-    repository = repos.get(session, full_name)
-    head = queries.latest_green_or_deletion(session, repository.id, branch)
+    found = queries.latest_green_by_name(session, full_name, branch)
+    if found is not None:
+        name, head = found.repository, found.head
+    else:
+        repository = repos.get(session, full_name)  # another case of the name, or a 404
+        name = repository.full_name
+        head = queries.latest_green_or_deletion(session, repository.id, branch)
     if head is not None and head.deleted:
         raise NotFound(
-            f"Branch {branch} of {repository.full_name} was deleted (push {head.push_id}) "
+            f"Branch {branch} of {name} was deleted (push {head.push_id}) "
             "and has no green build since.",
             code="branch_deleted",
-            repository=repository.full_name,
+            repository=name,
             branch=branch,
             push_id=head.push_id,
         )
     if head is None or head.build_id is None or head.sha is None:
         raise NotFound(
-            f"Branch {branch} of {repository.full_name} has no succeeded build.",
+            f"Branch {branch} of {name} has no succeeded build.",
             code="no_green_build",
-            repository=repository.full_name,
+            repository=name,
             branch=branch,
         )
     image = None
@@ -195,7 +200,7 @@ def latest_green(session: Session, full_name: str, branch: str, settings: Settin
             reference=reference,
         )
     return LatestGreen(
-        repository=repository.full_name,
+        repository=name,
         branch=branch,
         sha=head.sha,
         build_id=head.build_id,
