@@ -102,7 +102,9 @@ def _stream_start(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> stream.StreamStart:
     build = service.get(session, build_id)
-    if offset is None and last_event_id:
+    follow_retries = attempt is None
+    # A reconnecting EventSource repeats the original URL: the event id it saw last is newer.
+    if last_event_id:
         attempt, offset = stream.resume_point(last_event_id)
     if attempt is not None and attempt > build.attempt:
         raise BadRequest(
@@ -111,7 +113,9 @@ def _stream_start(
             attempt=attempt,
             attempts=build.attempt,
         )
-    return stream.StreamStart(build_id=build.id, attempt=attempt, offset=offset or 0)
+    return stream.StreamStart(
+        build_id=build.id, attempt=attempt, offset=offset or 0, follow_retries=follow_retries
+    )
 
 
 @router.get("/builds/{build_id}/log/stream", response_class=EventSourceResponse)

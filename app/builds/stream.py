@@ -26,9 +26,10 @@ EVENT_CHARS = 64_000
 @dataclass(frozen=True)
 class StreamStart:
     build_id: int
-    # None follows the build: a retry (or a lease expiry) moves the stream to the new attempt.
-    attempt: int | None
+    attempt: int | None  # None: the latest
     offset: int
+    # Whether a retry (or a lease expiry) moves the stream on to the new attempt.
+    follow_retries: bool
 
 
 def resume_point(last_event_id: str) -> tuple[int, int]:
@@ -54,7 +55,6 @@ def _poll(build_id: int, attempt: int | None, offset: int) -> service.LogSnapsho
 
 
 async def log_events(start: StreamStart) -> AsyncIterator[ServerSentEvent]:
-    follow_retries = start.attempt is None
     attempt, offset = start.attempt, start.offset
     while True:
         snapshot = await run_in_threadpool(_poll, start.build_id, attempt, offset)
@@ -70,7 +70,7 @@ async def log_events(start: StreamStart) -> AsyncIterator[ServerSentEvent]:
             )
             continue
         if page.complete:
-            if follow_retries and snapshot.current_attempt > attempt:
+            if start.follow_retries and snapshot.current_attempt > attempt:
                 attempt, offset = snapshot.current_attempt, 0
                 yield ServerSentEvent(event="attempt", id=f"{attempt}:0", data={"attempt": attempt})
                 continue

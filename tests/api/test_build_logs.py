@@ -135,7 +135,8 @@ def test_stream_resumes_from_an_offset_or_the_last_event_id(
     with serve(app) as url:
         stream_url = f"{url}/api/v1/builds/{build.id}/log/stream"
         from_offset = _stream(f"{stream_url}?offset=4")
-        resumed = _stream(stream_url, **{"Last-Event-ID": "1:8"})
+        # A reconnecting EventSource repeats the URL it first opened.
+        resumed = _stream(f"{stream_url}?offset=4", **{"Last-Event-ID": "1:8"})
         bad = httpx.get(stream_url, headers={"Last-Event-ID": "garbage"})
     assert from_offset[0]["data"]["content"] == "456789"
     assert resumed[0]["data"]["content"] == "89"
@@ -144,8 +145,9 @@ def test_stream_resumes_from_an_offset_or_the_last_event_id(
     assert bad.json()["error"]["code"] == "invalid_last_event_id"
 
 
+@pytest.mark.parametrize("resume", [{}, {"Last-Event-ID": "1:0"}], ids=["fresh", "resumed"])
 def test_stream_follows_a_retry_into_the_new_attempt(
-    app: FastAPI, make_repository: MakeRepository, make_build: MakeBuild
+    app: FastAPI, make_repository: MakeRepository, make_build: MakeBuild, resume: dict[str, str]
 ) -> None:
     build = make_build(make_repository(), status="running")
     _append(build.id, 1, "host lost\n")
@@ -164,7 +166,7 @@ def test_stream_follows_a_retry_into_the_new_attempt(
 
     with serve(app) as url:
         thread = _later(lease_expires_then_succeeds)
-        events = _stream(f"{url}/api/v1/builds/{build.id}/log/stream")
+        events = _stream(f"{url}/api/v1/builds/{build.id}/log/stream", **resume)
         thread.join()
 
     assert [e["event"] for e in events] == ["log", "attempt", "log", "end"]
