@@ -285,7 +285,10 @@ def main() -> None:
                     outcomes[status] = outcomes.get(status, 0) + 1
 
                 endpoint = timed(request, len(paths))
-        plans = {branch: plan(url, 1, branch) for branch in ("main", "feature/7", "never-pushed/1")}
+        plans = {
+            branch: plan(url, "bench/repo-1", branch)
+            for branch in ("main", "feature/7", "never-pushed/1")
+        }
     finally:
         if server is not None:
             server.terminate()

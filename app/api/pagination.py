@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel
@@ -23,6 +24,13 @@ Item = TypeVar("Item")
 class Page(BaseModel, Generic[Item]):
     items: list[Item]
     next_cursor: str | None = None
+
+
+def page_of(rows: list[Item], size: int, key: Callable[[Item], int | str]) -> Page[Item]:
+    """The first `size` of `rows` (fetch `size + 1`: one more says another page exists)."""
+    items = rows[:size]
+    more = len(rows) > size
+    return Page[Item](items=items, next_cursor=encode_cursor(key(items[-1])) if more else None)
 
 
 def encode_cursor(last_key: int | str) -> str:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
-from app.api.pagination import Page, decode_cursor, encode_cursor, page_size
+from app.api.pagination import Page, decode_cursor, page_of, page_size
 from app.builds import service, stream
 from app.builds.repository import BuildFilters
 from app.builds.schemas import BuildDetail, BuildSummary, LatestGreen, LogPage
@@ -67,8 +67,7 @@ def list_builds(
     )
     before_id = int(decode_cursor(cursor, int)) if cursor else None
     items = service.list_builds(session, filters, before_id=before_id, limit=size + 1)
-    next_cursor = encode_cursor(items[size - 1].id) if len(items) > size else None
-    return Page[BuildSummary](items=items[:size], next_cursor=next_cursor)
+    return page_of(items, size, lambda build: build.id)
 
 
 @router.get("/builds/{build_id}")
@@ -106,13 +105,8 @@ def _stream_start(
     # A reconnecting EventSource repeats the original URL: the event id it saw last is newer.
     if last_event_id:
         attempt, offset = stream.resume_point(last_event_id)
-    if attempt is not None and attempt > build.attempt:
-        raise BadRequest(
-            f"Build {build.id} has attempts 1 to {build.attempt}.",
-            code="invalid_attempt",
-            attempt=attempt,
-            attempts=build.attempt,
-        )
+    if attempt is not None:
+        service.check_attempt(build, attempt)
     return stream.StreamStart(
         build_id=build.id, attempt=attempt, offset=offset or 0, follow_retries=follow_retries
     )

@@ -137,6 +137,16 @@ class LogSnapshot:
     page: LogPage
 
 
+def check_attempt(build: Build, attempt: int) -> None:
+    if not 1 <= attempt <= build.attempt:
+        raise BadRequest(
+            f"Build {build.id} has attempts 1 to {build.attempt}.",
+            code="invalid_attempt",
+            attempt=attempt,
+            attempts=build.attempt,
+        )
+
+
 def read_log(
     session: Session, build: Build, *, attempt: int | None, offset: int, limit: int
 ) -> LogSnapshot:
@@ -144,13 +154,7 @@ def read_log(
     the text, so if the attempt was over then, nothing is appended after what this returns."""
     current = build.attempt
     wanted = current if attempt is None else attempt
-    if not 1 <= wanted <= current:
-        raise BadRequest(
-            f"Build {build.id} has attempts 1 to {current}.",
-            code="invalid_attempt",
-            attempt=wanted,
-            attempts=current,
-        )
+    check_attempt(build, wanted)
     status = BuildStatus(build.status)
     attempt_over = status.is_final or wanted < current
     piece = logs.read(session, build.id, wanted, offset=offset, limit=limit)

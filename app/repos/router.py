@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
-from app.api.pagination import Page, decode_cursor, encode_cursor, page_size
+from app.api.pagination import Page, decode_cursor, page_of, page_size
 from app.repos import repository as queries
 from app.repos import service
 from app.repos.schemas import RepositoryCreate, RepositoryOut, RepositoryUpdate
@@ -34,9 +34,7 @@ def list_repositories(
     size = page_size(limit, settings)
     after = str(decode_cursor(cursor, str)) if cursor else None
     rows = queries.list_page(session, after=after, limit=size + 1)
-    items = [RepositoryOut.of(row) for row in rows[:size]]
-    next_cursor = encode_cursor(items[-1].full_name) if len(rows) > size else None
-    return Page[RepositoryOut](items=items, next_cursor=next_cursor)
+    return page_of([RepositoryOut.of(row) for row in rows], size, lambda repo: repo.full_name)
 
 
 @router.get("/repos/{owner}/{name}")
