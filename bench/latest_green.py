@@ -241,12 +241,12 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update the docs")
     args = parser.parse_args()
 
-    name = f"cartridge_bench_{uuid.uuid4().hex[:8]}"
+    database = f"cartridge_bench_{uuid.uuid4().hex[:8]}"
     base_dsn = ADMIN_DSN.rsplit("/", 1)[0]
-    dsn = f"{base_dsn}/{name}"
+    dsn = f"{base_dsn}/{database}"
     url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        admin.execute(f'CREATE DATABASE "{database}"')  # type: ignore[arg-type]
     server = None
     try:
         migrate.upgrade(url)
@@ -259,8 +259,8 @@ def main() -> None:
         engine = build_engine(url)
         names = [(f"bench/repo-{repository_id}", branch) for repository_id, branch in sample]
         with Session(engine) as session:
-            for name, branch in names[:200]:  # warm the caches
-                queries.latest_green_by_name(session, name, branch)
+            for full_name, branch in names[:200]:  # warm the caches
+                queries.latest_green_by_name(session, full_name, branch)
             it = iter(names)
             query_samples = timed(
                 lambda: queries.latest_green_by_name(session, *next(it)), len(names)
@@ -293,9 +293,11 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
-        if not args.keep:
+        if args.keep:
+            print(f"kept database {database}", flush=True)
+        else:
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')  # type: ignore[arg-type]
 
     rows = [
         ("`GET .../latest-green` through uvicorn", percentiles(endpoint)),

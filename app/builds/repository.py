@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, SQLColumnExpression, exists, or_, select, true
+from sqlalchemy import (
+    Select,
+    SQLColumnExpression,
+    String,
+    bindparam,
+    exists,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from app.models import Build, BuildStatus, Image, Push, Repository
@@ -110,7 +119,9 @@ class BranchHead:
     roles: dict[str, str] | None
 
 
-def latest_green_statement(repository_id: int | SQLColumnExpression[int], branch: str) -> Select:
+def latest_green_statement(
+    repository_id: int | SQLColumnExpression[int], branch: str | SQLColumnExpression[str]
+) -> Select:
     """The newest push on the branch that either deleted it or points at a succeeded build.
 
     One backward walk of the (repository_id, branch, id) index that stops at the first hit, so
@@ -152,7 +163,9 @@ def latest_green_or_deletion(
     return None if row is None else BranchHead(*row)
 
 
-def latest_green_by_name_statement(full_name: str, branch: str) -> Select:
+def latest_green_by_name_statement(
+    full_name: str | SQLColumnExpression[str], branch: str | SQLColumnExpression[str]
+) -> Select:
     head = latest_green_statement(Repository.id, branch).lateral("head")
     return (
         select(Repository.id, Repository.full_name, head)
@@ -160,6 +173,12 @@ def latest_green_by_name_statement(full_name: str, branch: str) -> Select:
         .outerjoin(head, true())
         .where(Repository.full_name == full_name)
     )
+
+
+# Built once: constructing this statement costs more than running it.
+_LATEST_GREEN_BY_NAME = latest_green_by_name_statement(
+    bindparam("full_name", type_=String()), bindparam("branch", type_=String())
+)
 
 
 @dataclass(frozen=True)
@@ -174,7 +193,7 @@ def latest_green_by_name(
 ) -> RepositoryBranchHead | None:
     """The repository named exactly `full_name` and its branch's answer, in one round trip
     (deploy tooling asks often); None when no repository has exactly that name."""
-    row = session.execute(latest_green_by_name_statement(full_name, branch)).first()
+    row = session.execute(_LATEST_GREEN_BY_NAME, {"full_name": full_name, "branch": branch}).first()
     if row is None:
         return None
     repository_id, name, *found = row
