@@ -248,6 +248,7 @@ def main() -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')  # type: ignore[arg-type]
     server = None
+    load_before = os.getloadavg()[0]
     try:
         migrate.upgrade(url)
         started = time.perf_counter()
@@ -278,6 +279,7 @@ def main() -> None:
                 for path in paths[:200]:
                     client.get(path)
                 healthz = timed(lambda: client.get("/healthz"), len(paths))
+                readyz = timed(lambda: client.get("/readyz"), len(paths))
                 it_paths = iter(paths)
 
                 def request() -> None:
@@ -299,9 +301,11 @@ def main() -> None:
             with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')  # type: ignore[arg-type]
 
+    load_after = os.getloadavg()[0]
     rows = [
         ("`GET .../latest-green` through uvicorn", percentiles(endpoint)),
-        ("`GET /healthz` (baseline, same server)", percentiles(healthz)),
+        ("`GET /healthz` (baseline: no database)", percentiles(healthz)),
+        ("`GET /readyz` (baseline: one `SELECT 1`)", percentiles(readyz)),
         ("bare query (`latest_green_by_name`, one session)", percentiles(query_samples)),
     ]
     table = "\n".join(
@@ -315,14 +319,18 @@ def main() -> None:
 Command: `python3 bench/latest_green.py --builds {args.builds} --repos {args.repos} \
 --requests {args.requests}`
 
-Data: {counts["builds"]:,} builds over {counts["repositories"]} repositories, {counts["pushes"]:,}
-pushes (main 60 %, three release branches 20 %, forty feature branches 20 %; 1 % force pushes
-back to an older commit; feature branches deleted now and then), {counts["images"]:,} images;
-filled in {fill_seconds:.0f} s with `INSERT .. SELECT generate_series`. {len(paths)} sequential
-requests on one keep-alive connection to one uvicorn worker, for random (repository, branch)
-pairs: 60 % main, 20 % release, 15 % feature branches, 5 % never-pushed branches (answers:
-{answers}). Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, PostgreSQL on
-the same host.
+Data: {counts["builds"]:,} builds over {counts["repositories"]} repositories,
+{counts["pushes"]:,} pushes and {counts["images"]:,} images, filled in {fill_seconds:.0f} s
+with `INSERT .. SELECT generate_series`. Builds go to main (60 %), three release branches
+(20 %) and forty feature branches (20 %); 1 % of pushes are force pushes back to an older
+commit; feature branches are deleted now and then.
+
+Load: {len(paths)} sequential requests on one keep-alive connection to one uvicorn worker
+(a separate process), for random (repository, branch) pairs: 60 % main, 20 % release, 15 %
+feature, 5 % never-pushed branches (answers: {answers}). The bare query runs the same pairs
+in one session in the benchmark process. Machine: {os.cpu_count()} CPUs, Python
+{platform.python_version()}, PostgreSQL on the same host; load average {load_before:.1f}
+before and {load_after:.1f} after the run.
 
 | latency (ms) | p50 | p90 | p99 | max |
 | --- | --- | --- | --- | --- |

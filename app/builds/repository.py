@@ -168,7 +168,7 @@ def latest_green_by_name_statement(
 ) -> Select:
     head = latest_green_statement(Repository.id, branch).lateral("head")
     return (
-        select(Repository.id, Repository.full_name, head)
+        select(Repository.full_name, head)
         .select_from(Repository)
         .outerjoin(head, true())
         .where(Repository.full_name == full_name)
@@ -183,7 +183,6 @@ _LATEST_GREEN_BY_NAME = latest_green_by_name_statement(
 
 @dataclass(frozen=True)
 class RepositoryBranchHead:
-    repository_id: int
     repository: str
     head: BranchHead | None
 
@@ -196,7 +195,5 @@ def latest_green_by_name(
     row = session.execute(_LATEST_GREEN_BY_NAME, {"full_name": full_name, "branch": branch}).first()
     if row is None:
         return None
-    repository_id, name, *found = row
-    return RepositoryBranchHead(
-        repository_id, name, None if found[0] is None else BranchHead(*found)
-    )
+    name, *found = row
+    return RepositoryBranchHead(name, None if found[0] is None else BranchHead(*found))
