@@ -22,8 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ReadAccess
 from app.db import get_session_factory
-from app.models import BuildStatus, OutboxMessage, WebhookDelivery
-from app.models.build import Build
+from app.models import Build, BuildStatus, OutboxMessage, WebhookDelivery
 
 router = APIRouter(tags=["health"])
 
