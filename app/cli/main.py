@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from app import migrate
+from app.cli.builds import builds
+from app.cli.repos import repo
 from app.config import get_settings
 from app.db import session_scope
 
@@ -63,6 +65,9 @@ def serve(host: str, port: int, workers: int) -> None:
         log_level="info",
     )
 
+
+cli.add_command(repo)
+cli.add_command(builds)
 
 if __name__ == "__main__":
     cli()
