@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from app import migrate
-from app.cli.statuses import register as register_statuses
+from app.cli.builds import builds
+from app.cli.repos import repo
+from app.cli.statuses import statuses
 from app.config import get_settings
 from app.db import session_scope
 
@@ -65,8 +67,9 @@ def serve(host: str, port: int, workers: int) -> None:
     )
 
 
-register_statuses(cli)
-
+cli.add_command(repo)
+cli.add_command(builds)
+builds.add_command(statuses)
 
 if __name__ == "__main__":
     cli()

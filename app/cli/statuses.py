@@ -2,60 +2,47 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import click
 
-from app.db import session_scope
-from app.github import repository
-from app.github.schemas import BuildStatusesOut, StatusPostOut
-from app.models import Build
+from app.cli.api import ApiClient, api_command, print_json, table, when
 
 
 @click.command("statuses")
 @click.argument("build_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table.")
-def statuses(build_id: int, as_json: bool) -> None:
-    """Show the GitHub commit statuses of build BUILD_ID, oldest first."""
-    with session_scope() as session:
-        if session.get(Build, build_id) is None:
-            raise click.ClickException(f"build {build_id} does not exist")
-        posts = [
-            StatusPostOut.model_validate(p) for p in repository.posts_for_build(session, build_id)
-        ]
+@api_command
+def statuses(api: ApiClient, as_json: bool, build_id: int) -> None:
+    """The GitHub commit statuses of a build, oldest first, and what became of each."""
+    history = api.get(f"/builds/{build_id}/statuses")
     if as_json:
-        click.echo(
-            json.dumps(
-                BuildStatusesOut(build_id=build_id, items=posts).model_dump(mode="json"), indent=2
-            )
-        )
+        print_json(history)
         return
-    if not posts:
+    if not history["items"]:
         click.echo(f"build {build_id}: no commit statuses recorded")
         return
-    for post in posts:
-        created = post.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(
-            f"#{post.id} {created} attempt {post.attempt} {post.state:<7} "
-            f"{post.description!r}: {_outcome(post)}"
+    rows = [
+        [
+            str(post["id"]),
+            when(post["created_at"]),
+            str(post["attempt"]),
+            post["state"],
+            post["description"],
+            _outcome(post),
+        ]
+        for post in history["items"]
+    ]
+    click.echo(table(rows, ["ID", "RECORDED", "TRY", "STATE", "DESCRIPTION", "DELIVERY"]))
+
+
+def _outcome(post: dict[str, Any]) -> str:
+    delivery: str = post["delivery"]
+    if delivery == "skipped" and post["skip_reason"]:
+        return f"skipped: {post['skip_reason']}"
+    if delivery == "queued" and post["next_try_at"]:
+        return (
+            f"queued, try {post['tries'] + 1} at {when(post['next_try_at'])}: {post['last_error']}"
         )
-
-
-def _outcome(post: StatusPostOut) -> str:
-    if post.delivery == "skipped":
-        return f"skipped ({post.skip_reason})" if post.skip_reason else "skipped"
-    if post.delivery == "queued" and post.next_try_at is not None:
-        retry_at = post.next_try_at.strftime("%H:%M:%S")
-        return f"queued, try {post.tries + 1} at {retry_at} (last: {post.last_error})"
-    if post.delivery == "failed":
-        return f"failed after {post.tries} tries ({post.last_error})"
-    return post.delivery
-
-
-def register(cli: click.Group) -> None:
-    """Adds `statuses` to the `builds` group, creating the group if no other module has."""
-    builds = cli.commands.get("builds")
-    if not isinstance(builds, click.Group):
-        builds = click.Group("builds", help="Builds.")
-        cli.add_command(builds)
-    builds.add_command(statuses)
+    if delivery == "failed":
+        return f"failed after {post['tries']} tries: {post['last_error']}"
+    return delivery

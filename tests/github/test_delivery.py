@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
-import pytest
+import httpx
 from click.testing import CliRunner
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -20,6 +22,7 @@ from app.models import Build, BuildStatus, OutboxMessage, StatusPost
 from app.models.base import utcnow
 from tests.github.conftest import github_env, retry
 from tests.support.fake_github import FakeGitHub
+from tests.support.server import serve
 
 
 def _deliver(build_id: int) -> Outcome:
@@ -246,33 +249,40 @@ def test_redrive_requeues_only_deliveries_that_are_due(
 
 
 def test_the_api_and_cli_show_the_history(
-    session: Session, github: FakeGitHub, make_build, client: TestClient
+    session: Session, github: FakeGitHub, make_build, app: FastAPI
 ) -> None:  # type: ignore[no-untyped-def]
     build = make_build()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-7")
     session.commit()
     _deliver(build.id)
+    transition(session, build.id, BuildStatus.SUCCEEDED)
+    session.commit()
+    github.fail_next(404)
+    _deliver(build.id)
 
-    items = client.get(f"/api/v1/builds/{build.id}/statuses").json()["items"]
-    assert [(i["description"], i["delivery"]) for i in items] == [
-        ("Queued", "skipped"),
-        ("Building on host-7", "delivered"),
-    ]
-    missing = client.get("/api/v1/builds/999999/statuses")
-    assert missing.status_code == 404
-    assert missing.json()["error"]["code"] == "build_not_found"
+    with serve(app) as api_url:
+        # Read endpoints need no token by default.
+        response = httpx.get(f"{api_url}/api/v1/builds/{build.id}/statuses")
+        items = response.json()["items"]
+        assert [(i["description"], i["delivery"], i["response_code"]) for i in items] == [
+            ("Queued", "skipped", None),
+            ("Building on host-7", "delivered", 201),
+            ("Built", "failed", 404),
+        ]
+        missing = httpx.get(f"{api_url}/api/v1/builds/999999/statuses")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "build_not_found"
 
-    result = CliRunner().invoke(cli, ["builds", "statuses", str(build.id)])
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert "'Queued': skipped (superseded by status post 2)" in lines[0]
-    assert "'Building on host-7': delivered" in lines[1]
-    assert CliRunner().invoke(cli, ["builds", "statuses", "999999"]).exit_code == 1
-
-
-@pytest.mark.parametrize("path", ["/api/v1/builds/1/statuses"])
-def test_statuses_are_readable_without_a_token_by_default(
-    client: TestClient, path: str, make_build, github: FakeGitHub
-) -> None:  # type: ignore[no-untyped-def]
-    make_build()
-    assert client.get(path).status_code == 200
+        env = {"CARTRIDGE_API_URL": api_url}
+        result = CliRunner().invoke(cli, ["builds", "statuses", str(build.id)], env=env)
+        assert result.exit_code == 0, result.output
+        header, queued, building, built = result.stdout.splitlines()
+        assert header.split() == ["ID", "RECORDED", "TRY", "STATE", "DESCRIPTION", "DELIVERY"]
+        assert queued.endswith("pending  Queued              skipped: superseded by status post 2")
+        assert building.endswith("delivered")
+        assert built.endswith("failed after 1 tries: 404 Server Error")
+        as_json = CliRunner().invoke(cli, ["builds", "statuses", str(build.id), "--json"], env=env)
+        assert json.loads(as_json.stdout)["items"] == items
+        unknown = CliRunner().invoke(cli, ["builds", "statuses", "999999"], env=env)
+        assert unknown.exit_code == 1
+        assert "build_not_found" in unknown.output
