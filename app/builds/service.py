@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.broker import BUILD_TASK
 from app.builds import logs
 from app.builds import repository as queries
+from app.builds.queueing import start_new_attempt
 from app.builds.schemas import (
     BuildDetail,
     BuildSummary,
@@ -72,33 +72,8 @@ def detail(session: Session, build: Build, settings: Settings) -> BuildDetail:
 
 def retry(session: Session, build: Build, settings: Settings) -> Build:
     """A new attempt of a failed, errored or cancelled build, queued for a worker."""
-    moved = transition(
-        session,
-        build.id,
-        BuildStatus.QUEUED,
-        expected=RETRYABLE,
-        attempt=build.attempt,
-        queued_at=utcnow(),
-        started_at=None,
-        finished_at=None,
-        heartbeat_at=None,
-        lease_expires_at=None,
-        lease_retries=0,
-        build_host=None,
-        error=None,
-        cancel_reason=None,
-        superseded_by_push_id=None,
-    )
-    if not moved:
+    if not start_new_attempt(session, build.id, attempt=build.attempt, expected=RETRYABLE):
         raise _refused(session, build, "retried", RETRYABLE)
-    # `transition` treats `attempt` as its condition; the UPDATE above holds the row lock until
-    # commit, so this second statement cannot interleave with another retry.
-    session.execute(
-        update(Build)
-        .where(Build.id == build.id)
-        .values(attempt=Build.attempt + 1)
-        .execution_options(synchronize_session=False)
-    )
     session.refresh(build)
     enqueue(session, BUILD_TASK, [build.id], queue=settings.build_queue)
     return build

@@ -85,11 +85,19 @@ def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
             event["id"] = line[len("id: ") :]
 
 
-def _stream(url: str, **headers: str) -> list[dict[str, Any]]:
+def _stream(
+    url: str, received: threading.Event | None = None, **headers: str
+) -> list[dict[str, Any]]:
+    """Every event until the server ends the stream; `received` is set at the first one."""
+    events = []
     with httpx.stream("GET", url, headers=headers, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        return list(_events(response))
+        for event in _events(response):
+            events.append(event)
+            if received is not None:
+                received.set()
+    return events
 
 
 def _later(action: Any) -> threading.Thread:
@@ -104,8 +112,11 @@ def test_stream_delivers_text_as_it_is_written_and_ends_with_the_status(
     build = make_build(make_repository(), status="running")
     _append(build.id, 1, "compiling\n")
 
+    streaming = threading.Event()
+
     def worker() -> None:
-        time.sleep(0.3)
+        # Written only once the client has the first text: it must arrive live.
+        assert streaming.wait(10)
         _append(build.id, 1, "linking\n")
         time.sleep(0.3)
         _append(build.id, 1, "done\n")
@@ -114,9 +125,10 @@ def test_stream_delivers_text_as_it_is_written_and_ends_with_the_status(
 
     with serve(app) as url:
         thread = _later(worker)
-        events = _stream(f"{url}/api/v1/builds/{build.id}/log/stream")
+        events = _stream(f"{url}/api/v1/builds/{build.id}/log/stream", streaming)
         thread.join()
 
+    assert events[0]["data"]["content"] == "compiling\n"
     text = "".join(e["data"]["content"] for e in events if e["event"] == "log")
     assert text == "compiling\nlinking\ndone\n"
     assert events[-1]["event"] == "end"
@@ -152,8 +164,10 @@ def test_stream_follows_a_retry_into_the_new_attempt(
     build = make_build(make_repository(), status="running")
     _append(build.id, 1, "host lost\n")
 
+    streaming = threading.Event()
+
     def lease_expires_then_succeeds() -> None:
-        time.sleep(0.3)
+        assert streaming.wait(10)  # the client follows attempt 1 before attempt 2 starts
         with session_scope() as session:
             # What the lease sweeper does: the attempt is over, a new one starts.
             transition(session, build.id, BuildStatus.QUEUED)
@@ -166,7 +180,7 @@ def test_stream_follows_a_retry_into_the_new_attempt(
 
     with serve(app) as url:
         thread = _later(lease_expires_then_succeeds)
-        events = _stream(f"{url}/api/v1/builds/{build.id}/log/stream", **resume)
+        events = _stream(f"{url}/api/v1/builds/{build.id}/log/stream", streaming, **resume)
         thread.join()
 
     assert [e["event"] for e in events] == ["log", "attempt", "log", "end"]
