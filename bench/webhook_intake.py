@@ -44,7 +44,9 @@ WEBHOOK_PATH = "/webhooks/github"
 BARE_PATH = "/bench/bare"
 SECRET = "bench-webhook-secret-0123456789"
 REPOSITORY = "bench/app"
-BRANCHES = 50  # pushes cycle through this many branches, so most supersede a queued build
+# Pushes cycle through this many branches, so (no worker runs) most supersede a queued build;
+# 0 gives every push a branch of its own, so nothing is superseded.
+BRANCHES = 50
 
 
 def bench_app() -> Any:
@@ -65,8 +67,8 @@ def bench_app() -> Any:
 # Requests
 
 
-def push_body(index: int, run_id: str) -> bytes:
-    """A push payload of realistic size (three commits), unique SHA, one of BRANCHES branches."""
+def push_body(index: int, run_id: str, branches: int = BRANCHES) -> bytes:
+    """A push payload of realistic size (three commits), unique SHA, one of `branches`."""
     sha = hashlib.sha1(f"{run_id}-{index}".encode()).hexdigest()  # noqa: S324 (a commit id)
     before = hashlib.sha1(f"{run_id}-{index}-before".encode()).hexdigest()  # noqa: S324
     commit = {
@@ -83,7 +85,7 @@ def push_body(index: int, run_id: str) -> bytes:
         "modified": ["README.md", "app/main.py", "container/compile"],
     }
     payload = {
-        "ref": f"refs/heads/feature/{index % BRANCHES}",
+        "ref": f"refs/heads/feature/{index % branches if branches else index}",
         "before": before,
         "after": sha,
         "created": False,
@@ -131,17 +133,17 @@ def http_request(path: str, port: int, body: bytes) -> bytes:
 class RequestSource:
     """Pre-built requests, so the client spends no time on JSON or HMAC while measuring."""
 
-    def __init__(self, path: str, port: int, run_id: str) -> None:
-        self.path, self.port, self.run_id = path, port, run_id
+    def __init__(self, path: str, port: int, run_id: str, branches: int = BRANCHES) -> None:
+        self.path, self.port, self.run_id, self.branches = path, port, run_id, branches
         self.sent = 0
-        self._template = http_request(path, port, push_body(0, run_id))
+        self._template = http_request(path, port, push_body(0, run_id, branches))
 
     def build(self, count: int) -> list[bytes]:
         if self.path == BARE_PATH:
             return [self._template] * count
         start, self.sent = self.sent, self.sent + count
         return [
-            http_request(self.path, self.port, push_body(i, self.run_id))
+            http_request(self.path, self.port, push_body(i, self.run_id, self.branches))
             for i in range(start, start + count)
         ]
 
@@ -185,6 +187,8 @@ class Result:
     errors: int
     elapsed: float
     latencies: list[float]
+    server_cpu: float = math.nan  # CPU seconds used by the uvicorn process(es) in this phase
+    database_cpu: float = math.nan  # ... and by the PostgreSQL backends of the bench database
 
     @property
     def rate(self) -> float:
@@ -197,11 +201,58 @@ class Result:
         return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)] * 1000
 
     def row(self) -> str:
+        per_request = 1000 / self.completed if self.completed else math.nan
         return (
             f"| {self.label} | {self.concurrency} | {self.completed} | {self.errors} | "
             f"{self.rate:.0f} | {self.percentile(0.5):.1f} | {self.percentile(0.99):.1f} | "
-            f"{max(self.latencies, default=math.nan) * 1000:.1f} |"
+            f"{max(self.latencies, default=math.nan) * 1000:.1f} | "
+            f"{self.server_cpu * per_request:.2f} | {self.database_cpu * per_request:.2f} |"
         )
+
+
+class CpuMeter:
+    """CPU time of the server's processes and of the bench database's PostgreSQL backends, read
+    from /proc: unlike rates and latencies, it hardly depends on what else the machine runs."""
+
+    def __init__(self, server_group: int, admin_dsn: str, database: str) -> None:
+        self.server_group, self.admin_dsn, self.database = server_group, admin_dsn, database
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def _cpu(self, pid: int) -> tuple[int, float]:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        # After the command name: state, ppid, pgrp, ... utime (12th), stime (13th).
+        return int(fields[2]), (int(fields[11]) + int(fields[12])) / self.ticks
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        import psycopg
+
+        server: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    group, seconds = self._cpu(int(entry))
+                    if group == self.server_group:
+                        server[int(entry)] = seconds
+        with psycopg.connect(self.admin_dsn, autocommit=True) as connection:
+            pids = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+                )
+            ]
+        database: dict[int, float] = {}
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                database[pid] = self._cpu(pid)[1]
+        return {"server": server, "database": database}
+
+    @staticmethod
+    def used(before: dict[int, float], after: dict[int, float]) -> float:
+        """CPU seconds between two snapshots. A process that started in between counts from zero;
+        one that exited in between is missed (the pool closes overflow connections), so the
+        database figure is a lower bound."""
+        return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 async def closed_loop(
@@ -312,6 +363,34 @@ def register_repository(database_url: str) -> None:
     engine.dispose()
 
 
+def database_latency(admin_dsn: str, database_url: str) -> str:
+    """Round-trip and commit latency of this PostgreSQL right now: context for the figures."""
+    import psycopg
+
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database_url.rsplit("/", 1)[1]
+    round_trips, commits = [], []
+    with psycopg.connect(dsn) as connection:
+        connection.execute("CREATE TABLE bench_probe (x int)")
+        connection.commit()
+        for _ in range(300):
+            began = time.perf_counter()
+            connection.execute("SELECT 1").fetchone()
+            round_trips.append(time.perf_counter() - began)
+            connection.execute("INSERT INTO bench_probe VALUES (1)")
+            began = time.perf_counter()
+            connection.commit()
+            commits.append(time.perf_counter() - began)
+        connection.execute("DROP TABLE bench_probe")
+        connection.commit()
+    probe = Result("probe", 1, 0, 0, 0, round_trips)
+    commit = Result("probe", 1, 0, 0, 0, commits)
+    return (
+        f"PostgreSQL round trip p50 {probe.percentile(0.5):.2f} ms, p99 "
+        f"{probe.percentile(0.99):.2f} ms; commit p50 {commit.percentile(0.5):.2f} ms, p99 "
+        f"{commit.percentile(0.99):.2f} ms; load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def database_counts(database_url: str) -> dict[str, int]:
     from sqlalchemy import text
 
@@ -336,7 +415,8 @@ def database_counts(database_url: str) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def server(env: dict[str, str], workers: int) -> Iterator[int]:
+def server(env: dict[str, str], workers: int) -> Iterator[tuple[int, int]]:
+    """Runs uvicorn in its own process group; yields its port and the group id."""
     import httpx
 
     port = free_port()
@@ -368,7 +448,7 @@ def server(env: dict[str, str], workers: int) -> Iterator[int]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("the server did not start")
             time.sleep(0.1)
-        yield port
+        yield port, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -381,9 +461,20 @@ def server(env: dict[str, str], workers: int) -> Iterator[int]:
 # ---------------------------------------------------------------------------------------------
 
 
-async def measure(args: argparse.Namespace, port: int, run_id: str) -> list[Result]:
-    bare = RequestSource(BARE_PATH, port, run_id)
-    webhook = RequestSource(WEBHOOK_PATH, port, run_id)
+async def measure(
+    args: argparse.Namespace, port: int, run_id: str, meter: CpuMeter
+) -> list[Result]:
+    async def metered(phase: Any) -> Result:
+        before = meter.snapshot()
+        result: Result = await phase
+        after = meter.snapshot()
+        result.server_cpu = meter.used(before["server"], after["server"])
+        result.database_cpu = meter.used(before["database"], after["database"])
+        print(result.row(), flush=True)
+        return result
+
+    bare = RequestSource(BARE_PATH, port, run_id, args.branches)
+    webhook = RequestSource(WEBHOOK_PATH, port, run_id, args.branches)
     results: list[Result] = []
     # Warm-up: connections, pools, caches, the relay thread.
     for source in (bare, webhook):
@@ -391,23 +482,27 @@ async def measure(args: argparse.Namespace, port: int, run_id: str) -> list[Resu
     for concurrency in args.concurrency:
         for label, source in (("bare endpoint", bare), ("webhook", webhook)):
             requests = source.build(args.requests)
-            result = await closed_loop(port, requests, concurrency, args.seconds, label)
-            results.append(result)
-            print(result.row(), flush=True)
+            phase = closed_loop(port, requests, concurrency, args.seconds, label)
+            results.append(await metered(phase))
             await asyncio.sleep(args.pause)
     count = int(args.rate * args.rate_seconds)
     for label, source in (("bare endpoint", bare), ("webhook", webhook)):
-        result = await open_loop(port, source.build(count), args.rate, 64, label)
-        results.append(result)
-        print(result.row(), flush=True)
+        phase = open_loop(port, source.build(count), args.rate, 64, label)
+        results.append(await metered(phase))
         await asyncio.sleep(args.pause)
     return results
 
 
+TABLE_HEAD = (
+    "| endpoint | concurrency | requests | non-2xx | req/s | p50 ms | p99 ms | max ms "
+    "| server CPU ms/req | PostgreSQL CPU ms/req |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
 def report(args: argparse.Namespace, results: list[Result], counts: dict[str, int]) -> str:
     lines = [
-        "| endpoint | concurrency | requests | non-2xx | req/s | p50 ms | p99 ms | max ms |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        TABLE_HEAD,
         *(result.row() for result in results),
         "",
     ]
@@ -446,6 +541,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="offered deliveries/s")
     parser.add_argument("--rate-seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument(
+        "--branches", type=int, default=BRANCHES, help="0: a branch per push, none superseded"
+    )
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between phases")
     parser.add_argument(
         "--admin-dsn",
@@ -486,12 +584,17 @@ def main() -> None:
             "CARTRIDGE_STATE_DIR": state,
         }
         print(f"# webhook intake, {args.workers} uvicorn worker(s), {os.cpu_count()} CPUs")
-        print(f"# body {len(push_body(0, run_id))} bytes; pushes spread over {BRANCHES} branches")
+        spread = f"{args.branches} branches" if args.branches else "a branch each"
+        print(f"# body {len(push_body(0, run_id))} bytes; pushes spread over {spread}")
+        print(f"# before: {database_latency(args.admin_dsn, url)}", flush=True)
         try:
-            with server(env, args.workers) as port:
-                results = run(measure(args, port, run_id))
+            with server(env, args.workers) as (port, group):
+                meter = CpuMeter(group, args.admin_dsn, url.rsplit("/", 1)[1])
+                print(TABLE_HEAD, flush=True)
+                results = run(measure(args, port, run_id, meter))
                 time.sleep(3)  # let the relay publish the last jobs
             counts = database_counts(url)
+            print(f"# after: {database_latency(args.admin_dsn, url)}")
         finally:
             connection = redis.Redis.from_url(args.redis_url)
             for queue in queues:

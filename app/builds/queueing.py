@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import cache
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -35,6 +35,24 @@ class BuildAction(enum.StrEnum):
     CREATED = "created"
     REQUEUED = "requeued"  # a cancelled build pushed again: a new attempt
     EXISTING = "existing"  # the push shares a build that already exists
+
+
+class PushValues(TypedDict):
+    """The columns of a `pushes` row, but its build."""
+
+    repository_id: int
+    delivery_id: int | None
+    ref: str
+    branch: str | None
+    tag: str | None
+    before_sha: str
+    after_sha: str
+    forced: bool
+    created: bool
+    deleted: bool
+    pusher: str | None
+    head_commit_message: str | None
+    outcome: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,7 @@ def _insert_build(dialect: str) -> Any:
     )
 
 
+_INSERT_PUSH = insert(Push).returning(Push.id)
 _SELECT_BUILD = select(Build.id, Build.status, Build.attempt).where(
     Build.repository_id == bindparam("repository_id"), Build.sha == bindparam("sha")
 )
@@ -86,19 +105,34 @@ def branch_is_built(repository: Repository, branch: str) -> bool:
     return not filters or matches_any(branch, filters)
 
 
-def queue_push(session: Session, repository: Repository, push: Push) -> QueuedPush:
-    """Records `push` (not yet added to the session) with the build of its SHA, creating or
-    re-queueing that build when needed, then cancels the branch's builds it supersedes."""
-    build_id, status, attempt, action = _find_or_create_build(
-        session, repository.id, push.after_sha
+def record_push(session: Session, push: PushValues, build_id: int | None = None) -> int:
+    """Inserts a push row and returns its id. A Core INSERT: nothing in the session needs the
+    row as an object, so the unit of work would only add cost."""
+    push_id: int = (
+        session.connection().execute(_INSERT_PUSH, {**push, "build_id": build_id}).scalar_one()
     )
-    push.build_id = build_id
-    session.add(push)
-    session.flush()
+    return push_id
+
+
+def queue_push(session: Session, repository: Repository, push: PushValues) -> QueuedPush:
+    """Records `push` with the build of its SHA, creating or re-queueing that build when needed,
+    then cancels the branch's builds it supersedes."""
+    build_id, status, attempt, action = _find_or_create_build(
+        session, repository.id, push["after_sha"]
+    )
+    push_id = record_push(session, push, build_id)
     superseded: list[int] = []
-    if push.branch is not None and _supersedes(repository, push.branch):
-        superseded = cancel_superseded_builds(session, repository.id, push, keep_build_id=build_id)
-    return QueuedPush(push.id, build_id, status, attempt, action, superseded)
+    branch = push["branch"]
+    if branch is not None and _supersedes(repository, branch):
+        superseded = cancel_superseded_builds(
+            session,
+            repository.id,
+            branch=branch,
+            push_id=push_id,
+            sha=push["after_sha"],
+            keep_build_id=build_id,
+        )
+    return QueuedPush(push_id, build_id, status, attempt, action, superseded)
 
 
 def _find_or_create_build(
@@ -106,12 +140,12 @@ def _find_or_create_build(
 ) -> tuple[int, str, int, BuildAction]:
     params = {"repository_id": repository_id, "sha": sha}
     dialect = session.get_bind().dialect.name
-    created = session.execute(_insert_build(dialect), params).first()
+    created = session.connection().execute(_insert_build(dialect), params).first()
     if created is not None:
         _enqueue_build(session, created.id)
         record_status(session, created.id)
         return created.id, created.status, created.attempt, BuildAction.CREATED
-    existing = session.execute(_SELECT_BUILD, params).one()
+    existing = session.connection().execute(_SELECT_BUILD, params).one()
     if existing.status == BuildStatus.CANCELLED and start_new_attempt(
         session, existing.id, attempt=existing.attempt, expected={BuildStatus.CANCELLED}
     ):
@@ -164,17 +198,16 @@ def _supersedes(repository: Repository, branch: str) -> bool:
 
 
 def cancel_superseded_builds(
-    session: Session, repository_id: int, push: Push, *, keep_build_id: int
+    session: Session, repository_id: int, *, branch: str, push_id: int, sha: str, keep_build_id: int
 ) -> list[int]:
-    """Cancels the queued or running builds of `push.branch` pushed before `push`, except the
-    build `push` points at and builds that are still the head of another branch or a tag's build.
-    Returns the ids it cancelled."""
-    assert push.branch is not None
-    reason = f"Superseded by {push.after_sha[:SHORT_SHA_LENGTH]}"
+    """Cancels the queued or running builds of `branch` pushed before push `push_id` (of `sha`),
+    except the build that push points at and builds that are still the head of another branch or
+    a tag's build. Returns the ids it cancelled."""
+    reason = f"Superseded by {sha[:SHORT_SHA_LENGTH]}"
     cancelled: list[int] = []
     # Whole rows, held while `transition` runs: it then finds them in the session (the identity
     # map holds rows weakly) instead of loading each one again.
-    for build in superseded_candidates(session, repository_id, push.branch, push.id):
+    for build in superseded_candidates(session, repository_id, branch, push_id):
         build_id = build.id
         if build_id == keep_build_id:
             continue
@@ -184,7 +217,7 @@ def cancel_superseded_builds(
             BuildStatus.CANCELLED,
             expected=ACTIVE_STATUSES,
             cancel_reason=reason,
-            superseded_by_push_id=push.id,
+            superseded_by_push_id=push_id,
             finished_at=utcnow(),
         ):
             cancelled.append(build_id)

@@ -100,7 +100,8 @@ def record_delivery(
         "repository_id": repository_id,
     }
     dialect = session.get_bind().dialect.name
-    row_id: int | None = session.execute(_insert_delivery(dialect), params).scalar_one_or_none()
+    inserted = session.connection().execute(_insert_delivery(dialect), params)
+    row_id: int | None = inserted.scalar_one_or_none()
     return row_id
 
 

@@ -17,10 +17,10 @@ from urllib.parse import parse_qs
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.builds.queueing import branch_is_built, queue_push
+from app.builds.queueing import PushValues, branch_is_built, queue_push, record_push
 from app.config import Settings, get_settings
 from app.errors import BadRequest, Unauthorized
-from app.models import Push, Repository
+from app.models import Repository
 from app.webhooks import repository as queries
 from app.webhooks.schemas import DeliveryOutcome, DeliveryResult, PushEvent
 from app.webhooks.signature import signature_matches
@@ -225,11 +225,9 @@ def _receive_push(
     )
     if delivery_pk is None:
         return result
-    push = _push_row(repository, event, plan, delivery_pk)
+    push = _push_values(repository, event, plan, delivery_pk)
     if plan.push_outcome != "built":
-        session.add(push)
-        session.flush()
-        return result.model_copy(update={"push_id": push.id})
+        return result.model_copy(update={"push_id": record_push(session, push)})
     queued = queue_push(session, repository, push)
     return result.model_copy(
         update={
@@ -281,10 +279,12 @@ def plan_push(repository: Repository, event: PushEvent) -> PushPlan:
     )
 
 
-def _push_row(repository: Repository, event: PushEvent, plan: PushPlan, delivery_pk: int) -> Push:
+def _push_values(
+    repository: Repository, event: PushEvent, plan: PushPlan, delivery_pk: int
+) -> PushValues:
     message = event.head_commit.message if event.head_commit else None
     pusher = event.pusher.name if event.pusher else None
-    return Push(
+    return PushValues(
         repository_id=repository.id,
         delivery_id=delivery_pk,
         ref=event.ref,
