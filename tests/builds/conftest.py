@@ -61,6 +61,7 @@ def build_env(
         "CARTRIDGE_HOST_NAME": f"test-host-{uuid.uuid4().hex[:6]}",
         "CARTRIDGE_HEARTBEAT_SECONDS": "0.3",
         "CARTRIDGE_LEASE_SECONDS": "3",
+        "CARTRIDGE_LEASE_REAPER_INTERVAL_SECONDS": "1",
         "CARTRIDGE_BUILD_LOG_FLUSH_SECONDS": "0.2",
         "CARTRIDGE_BUILD_TIMEOUT_SECONDS": "120",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -271,3 +272,38 @@ def test_a_build_past_its_time_limit_errors_and_its_container_is_killed(
     assert "started" in log
     compile_container = log.split(" ---> Running in ")[-1].split()[0]
     assert not docker_support.container_running(compile_container)
+
+
+def test_an_application_change_reuses_the_dependency_layer_and_a_manifest_change_does_not(
+    session: Session,
+    build_env: dict[str, str],
+    registry: RunningRegistry,
+    sample_repository: Repository,
+    push_commit: PushCommit,
+    make_build: MakeBuild,
+) -> None:
+    install = (
+        "#!/bin/sh\nset -e\nmkdir -p vendor\n"
+        "cat /proc/sys/kernel/random/uuid > vendor/installed\necho installing dependencies\n"
+    )
+    lockfile = f"rails ({uuid.uuid4().hex})\n"
+    first = push_commit(
+        sample_repository,
+        sample_files({"container/dependencies": install, "Gemfile.lock": lockfile}),
+    )
+    application_change = push_commit(sample_repository, {"app.rb": "puts 'changed'\n"})
+    dependency_change = push_commit(sample_repository, {"Gemfile.lock": lockfile + "rack\n"})
+
+    installed: list[str] = []
+    for sha in (first, application_change, dependency_change):
+        build = make_build(sample_repository, sha)
+        assert run_build(build.id) == "succeeded"
+        reference = f"{registry.host}/{sample_repository.image_name}:{sha}"
+        installed.append(docker_support.run_once(reference, ["cat", "/app/vendor/installed"]))
+        if sha == application_change:
+            log = log_of(session, build)
+            assert 'RUN ["/app/container/dependencies"]\n ---> Using cache' in log
+            assert "installing dependencies" not in log
+
+    assert installed[0] == installed[1]
+    assert installed[2] != installed[1]

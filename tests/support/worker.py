@@ -45,7 +45,8 @@ class WorkerProcess:
         return self.process.wait(timeout=timeout)
 
 
-def worker_command(queues: str, name: str) -> list[str]:
+def worker_command(queues: str, name: str, beat_schedule: Path | None = None) -> list[str]:
+    beat = ["--beat", "--schedule", str(beat_schedule)] if beat_schedule else []
     return [
         sys.executable,
         "-m",
@@ -67,21 +68,27 @@ def worker_command(queues: str, name: str) -> list[str]:
         "INFO",
         "--without-mingle",
         "--without-gossip",
+        *beat,
     ]
 
 
 @contextmanager
 def run_worker(
-    env: dict[str, str], log_dir: Path, *, queues: str, name: str = "build"
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    queues: str,
+    name: str = "build",
+    beat: bool = False,
 ) -> Iterator[WorkerProcess]:
-    """Starts a worker with `env` on top of this process's environment and waits until it is
-    ready; stops it (SIGKILL if it will not stop) on exit."""
+    """Starts a worker with `env` on top of this process's environment (and the periodic jobs
+    with `beat`) and waits until it is ready; kills it on exit if it is still running."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"worker-{name}.log"
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            worker_command(queues, name),
+            worker_command(queues, name, log_dir / f"beat-{name}" if beat else None),
             cwd=REPO_ROOT,
             env=full_env,
             stdout=log,
@@ -99,3 +106,5 @@ def run_worker(
     finally:
         if worker.alive():
             worker.kill_everything()
+        # Captured by pytest and shown with a failing test.
+        print(f"--- {log_path.name} (last lines) ---\n{worker.output()[-6000:]}")
