@@ -116,3 +116,12 @@ def make_build(session: Session) -> Callable[[Repository, str], Build]:
         return build
 
     return make
+
+
+@pytest.fixture
+def run_build(build_env: dict[str, str]) -> Callable[[int], str]:
+    """The build task, run in this process. Imported only now: importing `workers.builds` creates
+    the Celery app, which must see this run's broker settings, not the defaults."""
+    from workers.builds import run_build as task
+
+    return task  # type: ignore[no-any-return]

@@ -18,15 +18,16 @@ from tests.support import docker as docker_support
 from tests.support.git_server import GitServer
 from tests.support.registry import RunningRegistry
 from tests.support.server import free_port
-from workers.builds import run_build
 from workers.pipeline.publish import DOCKER_MANIFEST, MANIFEST_ACCEPT
 
 PushCommit = Callable[..., str]
 MakeBuild = Callable[[Repository, str], Build]
+RunBuild = Callable[[int], str]
 
 
 def test_a_build_produces_a_verified_image_in_the_registry(
     session: Session,
+    run_build: RunBuild,
     build_env: dict[str, str],
     registry: RunningRegistry,
     git_server: GitServer,
@@ -91,6 +92,7 @@ def test_a_build_produces_a_verified_image_in_the_registry(
 
 def test_a_duplicate_or_late_task_does_nothing(
     session: Session,
+    run_build: RunBuild,
     build_env: dict[str, str],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -110,6 +112,7 @@ def test_a_duplicate_or_late_task_does_nothing(
 
 def test_a_compile_that_exits_non_zero_fails_the_build_with_its_output(
     session: Session,
+    run_build: RunBuild,
     build_env: dict[str, str],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -132,6 +135,7 @@ def test_a_compile_that_exits_non_zero_fails_the_build_with_its_output(
 
 def test_invalid_roles_json_fails_the_build_before_any_image_build(
     session: Session,
+    run_build: RunBuild,
     build_env: dict[str, str],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -155,6 +159,7 @@ def test_invalid_roles_json_fails_the_build_before_any_image_build(
 
 def test_a_sha_missing_from_the_repository_fails_the_build(
     session: Session,
+    run_build: RunBuild,
     build_env: dict[str, str],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -176,6 +181,7 @@ def test_a_sha_missing_from_the_repository_fails_the_build(
 
 def test_a_refused_git_token_errors_the_build_without_showing_the_token(
     session: Session,
+    run_build: RunBuild,
     set_build_env: Callable[..., None],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -196,6 +202,7 @@ def test_a_refused_git_token_errors_the_build_without_showing_the_token(
 
 def test_a_registry_that_is_down_errors_the_build(
     session: Session,
+    run_build: RunBuild,
     set_build_env: Callable[..., None],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -216,6 +223,7 @@ def test_a_registry_that_is_down_errors_the_build(
 
 def test_an_unreachable_docker_engine_errors_the_build(
     session: Session,
+    run_build: RunBuild,
     set_build_env: Callable[..., None],
     tmp_path,  # type: ignore[no-untyped-def]
     sample_repository: Repository,
@@ -235,6 +243,7 @@ def test_an_unreachable_docker_engine_errors_the_build(
 
 def test_a_missing_base_image_errors_the_build_and_is_never_pulled(
     session: Session,
+    run_build: RunBuild,
     build_env: dict[str, str],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -254,6 +263,7 @@ def test_a_missing_base_image_errors_the_build_and_is_never_pulled(
 
 def test_a_build_past_its_time_limit_errors_and_its_container_is_killed(
     session: Session,
+    run_build: RunBuild,
     set_build_env: Callable[..., None],
     sample_repository: Repository,
     push_commit: PushCommit,
@@ -276,6 +286,7 @@ def test_a_build_past_its_time_limit_errors_and_its_container_is_killed(
 
 def test_an_application_change_reuses_the_dependency_layer_and_a_manifest_change_does_not(
     session: Session,
+    run_build: RunBuild,
     build_env: dict[str, str],
     registry: RunningRegistry,
     sample_repository: Repository,
