@@ -59,7 +59,6 @@ class Settings(BaseSettings):
     # Build logs are committed in batches: whichever comes first.
     build_log_flush_seconds: float = 0.5
     build_log_flush_bytes: int = 16 * 1024
-    registry_timeout_seconds: float = 30.0
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"

@@ -22,13 +22,11 @@ def test_dependencies_are_installed_in_their_own_layer_before_the_repository_is_
     text = dockerfile("cartridge/base:latest", FULL, {})
     assert text.splitlines() == [
         "FROM cartridge/base:latest",
+        "WORKDIR /app",
         "COPY files/ /",
         "COPY dependencies/ /app/",
-        "WORKDIR /app",
         'RUN ["/app/container/dependencies"]',
         "COPY repository/ /app/",
-        "COPY REVISION /app/REVISION",
-        "WORKDIR /app",
         'RUN ["/app/container/compile"]',
     ]
     plain = dockerfile("cartridge/base:latest", PLAIN, {}).splitlines()
@@ -64,6 +62,7 @@ def test_the_context_holds_the_repository_without_git(tmp_path: Path) -> None:
         "Gemfile.lock",
         "container/dependencies",
         "container/files/etc/x.conf",
+        "REVISION",
     ):
         (checkout / relative).parent.mkdir(parents=True, exist_ok=True)
         (checkout / relative).write_text(relative)
@@ -73,7 +72,10 @@ def test_the_context_holds_the_repository_without_git(tmp_path: Path) -> None:
     )
     with tarfile.open(context.tar_path) as tar:
         members = {member.name: member for member in tar.getmembers()}
-        assert tar.extractfile("REVISION").read() == f"{SHA}\n".encode()  # type: ignore[union-attr]
+        # The repository's own REVISION file gives way to Cartridge's.
+        revision = [m for m in tar.getmembers() if m.name == "repository/REVISION"]
+        assert len(revision) == 1
+        assert tar.extractfile(revision[0]).read() == f"{SHA}\n".encode()  # type: ignore[union-attr]
         assert tar.extractfile("Dockerfile").read().decode() == context.dockerfile  # type: ignore[union-attr]
     names = set(members)
     assert {"repository/app.py", "repository/lib/util.py", "files/etc/x.conf"} <= names

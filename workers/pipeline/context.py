@@ -7,7 +7,7 @@ Layer order, slowest-changing first, so the classic builder's cache keeps what i
 3. only if the repository has `container/dependencies`: that executable and the dependency
    manifests (`Gemfile.lock`, `package-lock.json`, ...) into `/app`, then the executable runs.
    While these files are byte-identical the step is a cache hit, whatever else changed;
-4. the whole repository into `/app`, `/app/REVISION`, then `container/compile` runs.
+4. the whole repository and `/app/REVISION` into `/app`, then `container/compile` runs.
 
 The builder keys COPY layers on file contents (not times). The labels (revision, creation time,
 roles) come last, in one LABEL instruction: per-build metadata never invalidates a cached layer,
@@ -62,6 +62,7 @@ DEPENDENCY_MANIFESTS = (
     "mix.lock",
     ".tool-versions",
 )
+REVISION = "REVISION"
 LABEL_REVISION = "org.opencontainers.image.revision"
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_CREATED = "org.opencontainers.image.created"
@@ -92,21 +93,14 @@ def image_labels(
 def dockerfile(base_image: str, conventions: Conventions, labels: dict[str, str]) -> str:
     if not _IMAGE_REFERENCE.match(base_image):
         raise BuildErrored(f"the base image {base_image!r} is not a valid image reference")
-    lines = [f"FROM {base_image}"]
+    # WORKDIR first: right after FROM it is a cache hit for every build on this base image.
+    lines = [f"FROM {base_image}", "WORKDIR /app"]
     if conventions.has_files:
         lines.append("COPY files/ /")
     if conventions.has_dependencies:
-        lines += [
-            "COPY dependencies/ /app/",
-            "WORKDIR /app",
-            f'RUN ["/app/{DEPENDENCIES}"]',
-        ]
-    lines += [
-        "COPY repository/ /app/",
-        "COPY REVISION /app/REVISION",
-        "WORKDIR /app",
-        f'RUN ["/app/{COMPILE}"]',
-    ]
+        lines += ["COPY dependencies/ /app/", f'RUN ["/app/{DEPENDENCIES}"]']
+    # REVISION travels inside repository/: one layer (and one blob to push) fewer.
+    lines += ["COPY repository/ /app/", f'RUN ["/app/{COMPILE}"]']
     if labels:
         pairs = " ".join(f"{_quote(key)}={_quote(value)}" for key, value in labels.items())
         lines.append(f"LABEL {pairs}")
@@ -144,20 +138,27 @@ def write_context(
     text = dockerfile(base_image, conventions, labels)
     with tarfile.open(tar_path, "w") as tar:
         _add_bytes(tar, "Dockerfile", text.encode())
-        _add_bytes(tar, "REVISION", f"{sha}\n".encode())
         if conventions.has_files:
             _add_tree(tar, checkout / FILES, "files")
         if conventions.has_dependencies:
             for relative in dependency_paths(checkout):
                 tar.add(checkout / relative, f"dependencies/{relative}", filter=_normalise)
-        _add_tree(tar, checkout, "repository")
+        # /app/REVISION is Cartridge's: a file of that name in the repository is replaced.
+        _add_tree(tar, checkout, "repository", skip_top_level=frozenset({REVISION}))
+        _add_bytes(tar, f"repository/{REVISION}", f"{sha}\n".encode())
     return BuildContext(dockerfile=text, tar_path=tar_path)
 
 
-def _add_tree(tar: tarfile.TarFile, root: Path, prefix: str) -> None:
-    """Adds `root` as `prefix`, without `.git` directories; symlinks stay symlinks."""
+def _add_tree(
+    tar: tarfile.TarFile, root: Path, prefix: str, skip_top_level: frozenset[str] = frozenset()
+) -> None:
+    """Adds `root` as `prefix`, without `.git` directories (nor the top-level names in
+    `skip_top_level`); symlinks stay symlinks."""
     for directory, subdirectories, files in os.walk(root):
         here = Path(directory)
+        if here == root:
+            subdirectories[:] = [name for name in subdirectories if name not in skip_top_level]
+            files = [name for name in files if name not in skip_top_level]
         # os.walk lists symlinks to directories as directories but does not enter them.
         links = [name for name in subdirectories if (here / name).is_symlink()]
         subdirectories[:] = sorted(

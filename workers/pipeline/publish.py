@@ -28,6 +28,7 @@ MANIFEST_ACCEPT = ", ".join(
         "application/vnd.oci.image.index.v1+json",
     )
 )
+REGISTRY_TIMEOUT_SECONDS = 30.0
 # Push progress the log does not need: one line per layer and state is enough.
 _QUIET_STATUSES = frozenset({"Preparing", "Waiting", "Pushing"})
 
@@ -71,7 +72,7 @@ def push_and_verify(
     *,
     log: BuildLog,
     control: BuildControl,
-    timeout: float,
+    timeout: float = REGISTRY_TIMEOUT_SECONDS,
 ) -> PublishedImage:
     """Pushes `registry/repository:tag` and returns the manifest the registry confirms."""
     pushed_digest = push_image(api, registry, repository, tag, log=log, control=control)

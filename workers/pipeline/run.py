@@ -91,6 +91,5 @@ def run_pipeline(
             job.sha,
             log=log,
             control=control,
-            timeout=settings.registry_timeout_seconds,
         )
     return BuiltImage(published=published, roles=conventions.roles, labels=labels)
