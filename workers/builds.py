@@ -21,6 +21,7 @@ from typing import Any
 
 from celery.signals import worker_shutting_down
 from celery.worker import state as worker_state
+from sqlalchemy.exc import OperationalError
 
 from app.broker import BUILD_TASK, get_celery
 from app.builds.transitions import transition
@@ -46,7 +47,16 @@ log = logging.getLogger(__name__)
 celery_app = get_celery()
 
 
-@celery_app.task(name=BUILD_TASK, ignore_result=True)
+# A database outage before the claim would otherwise lose the message with the build still queued;
+# after the claim, a retried message finds the build running and the lease reaper takes over.
+@celery_app.task(
+    name=BUILD_TASK,
+    ignore_result=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=20,
+)
 def run_build(build_id: int) -> str:
     """Builds `build_id` if it is queued. Returns the status it left the build in."""
     settings = get_settings()
@@ -145,6 +155,7 @@ def finish(
     """Records the outcome, if this attempt still owns the build. The log is complete before
     the status is final, so a reader that sees a final status has seen the whole log."""
     if error is not None:
+        error = build_log.redact(error)
         build_log.line(f"==> {status.value}: {error}")
     build_log.flush()
     with session_scope() as session:

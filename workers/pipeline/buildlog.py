@@ -41,11 +41,15 @@ class BuildLog:
         self._thread = threading.Thread(target=self._run, name=f"build-log-{build_id}", daemon=True)
         self._thread.start()
 
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
     def write(self, text: str) -> None:
         if not text:
             return
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
+        text = self.redact(text)
         with self._lock:
             self._pending.append(text)
             self._pending_bytes += len(text)
