@@ -150,7 +150,7 @@ def cartridge_build(repository_id: int, sha: str) -> tuple[float, dict[str, floa
 
 def manual_build(checkout: Path, sha: str, tag: str) -> float:
     """Seconds for `docker build` + `docker push` of the context Cartridge would send."""
-    from workers.pipeline.context import image_labels, write_context
+    from workers.pipeline.context import build_context, image_labels
     from workers.pipeline.conventions import check_repository
 
     conventions = check_repository(checkout)
@@ -162,17 +162,15 @@ def manual_build(checkout: Path, sha: str, tag: str) -> float:
         roles=conventions.roles,
     )
     with tempfile.TemporaryDirectory() as scratch:
-        context = write_context(
-            checkout,
-            sha,
-            conventions,
-            base_image="cartridge/base:latest",
-            labels=labels,
-            tar_path=Path(scratch) / "context.tar",
+        context = build_context(
+            checkout, sha, conventions, base_image="cartridge/base:latest", labels=labels
         )
         # A directory, as someone building by hand has it: the CLI makes the tar, timed.
+        tar_path = Path(scratch) / "context.tar"
+        with tar_path.open("wb") as out:
+            context.write(out)
         directory = Path(scratch) / "context"
-        with tarfile.open(context.tar_path) as tar:
+        with tarfile.open(tar_path) as tar:
             tar.extractall(directory, filter="tar")
         env = {**os.environ, "DOCKER_BUILDKIT": "0"}
         started = time.perf_counter()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.pipeline.context import dockerfile, image_labels, write_context
+from workers.pipeline.context import build_context, dockerfile, image_labels
 from workers.pipeline.conventions import Conventions
 from workers.pipeline.outcomes import BuildErrored
 
@@ -67,10 +67,10 @@ def test_the_context_holds_the_repository_without_git(tmp_path: Path) -> None:
         (checkout / relative).parent.mkdir(parents=True, exist_ok=True)
         (checkout / relative).write_text(relative)
     os.symlink("lib", checkout / "lib-link")
-    context = write_context(
-        checkout, SHA, FULL, base_image="base", labels={}, tar_path=tmp_path / "context.tar"
-    )
-    with tarfile.open(context.tar_path) as tar:
+    context = build_context(checkout, SHA, FULL, base_image="base", labels={})
+    with (tmp_path / "context.tar").open("wb") as out:
+        context.write(out)
+    with tarfile.open(tmp_path / "context.tar") as tar:
         members = {member.name: member for member in tar.getmembers()}
         # The repository's own REVISION file gives way to Cartridge's.
         revision = [m for m in tar.getmembers() if m.name == "repository/REVISION"]

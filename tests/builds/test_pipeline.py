@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,6 +20,12 @@ from tests.support import docker as docker_support
 from tests.support.git_server import GitServer
 from tests.support.registry import RunningRegistry
 from tests.support.server import free_port
+from workers.pipeline.buildlog import BuildLog
+from workers.pipeline.context import build_context
+from workers.pipeline.control import BuildControl
+from workers.pipeline.conventions import Conventions
+from workers.pipeline.image_build import build_image, docker_api
+from workers.pipeline.outcomes import BuildErrored
 from workers.pipeline.publish import DOCKER_MANIFEST, MANIFEST_ACCEPT
 
 PushCommit = Callable[..., str]
@@ -318,3 +326,23 @@ def test_an_application_change_reuses_the_dependency_layer_and_a_manifest_change
 
     assert installed[0] == installed[1]
     assert installed[2] != installed[1]
+
+
+def test_a_checkout_that_cannot_be_read_errors_instead_of_building_a_partial_context(
+    tmp_path: Path, base_image: str, database_url: str
+) -> None:
+    conventions = Conventions(roles={}, has_files=False, has_dependencies=False)
+    context = build_context(
+        tmp_path / "vanished", "f" * 40, conventions, base_image=base_image, labels={}
+    )
+    api = docker_api(None)
+    log = BuildLog(1, 1, flush_seconds=3600, flush_bytes=1 << 30)
+    with pytest.raises(BuildErrored, match="could not send the checkout to the engine"):
+        build_image(
+            api,
+            context,
+            tag=f"cartridge-test/vanished:{uuid.uuid4().hex}",
+            network="none",
+            log=log,
+            control=BuildControl(api, deadline=float("inf")),
+        )

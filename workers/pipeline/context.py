@@ -23,6 +23,7 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from workers.pipeline.conventions import COMPILE, DEPENDENCIES, FILES, Conventions
 from workers.pipeline.outcomes import BuildErrored
@@ -74,8 +75,26 @@ _IMAGE_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
 
 @dataclass(frozen=True)
 class BuildContext:
+    """The generated Dockerfile, and the files of a checkout laid out for it."""
+
+    checkout: Path
+    sha: str
+    conventions: Conventions
     dockerfile: str
-    tar_path: Path
+
+    def write(self, out: BinaryIO) -> None:
+        """Writes the context as a tar stream to `out`; `.git` is left out."""
+        checkout = self.checkout
+        with tarfile.open(fileobj=out, mode="w|") as tar:
+            _add_bytes(tar, "Dockerfile", self.dockerfile.encode())
+            if self.conventions.has_files:
+                _add_tree(tar, checkout / FILES, "files")
+            if self.conventions.has_dependencies:
+                for relative in dependency_paths(checkout):
+                    tar.add(checkout / relative, f"dependencies/{relative}", filter=_normalise)
+            # /app/REVISION is Cartridge's: a file of that name in the repository is replaced.
+            _add_tree(tar, checkout, "repository", skip_top_level=frozenset({REVISION}))
+            _add_bytes(tar, f"repository/{REVISION}", f"{self.sha}\n".encode())
 
 
 def image_labels(
@@ -125,28 +144,20 @@ def dependency_paths(checkout: Path) -> list[str]:
     return sorted(found)
 
 
-def write_context(
+def build_context(
     checkout: Path,
     sha: str,
     conventions: Conventions,
     *,
     base_image: str,
     labels: dict[str, str],
-    tar_path: Path,
 ) -> BuildContext:
-    """Writes the build context for `checkout` to `tar_path`. `.git` is left out."""
-    text = dockerfile(base_image, conventions, labels)
-    with tarfile.open(tar_path, "w") as tar:
-        _add_bytes(tar, "Dockerfile", text.encode())
-        if conventions.has_files:
-            _add_tree(tar, checkout / FILES, "files")
-        if conventions.has_dependencies:
-            for relative in dependency_paths(checkout):
-                tar.add(checkout / relative, f"dependencies/{relative}", filter=_normalise)
-        # /app/REVISION is Cartridge's: a file of that name in the repository is replaced.
-        _add_tree(tar, checkout, "repository", skip_top_level=frozenset({REVISION}))
-        _add_bytes(tar, f"repository/{REVISION}", f"{sha}\n".encode())
-    return BuildContext(dockerfile=text, tar_path=tar_path)
+    return BuildContext(
+        checkout=checkout,
+        sha=sha,
+        conventions=conventions,
+        dockerfile=dockerfile(base_image, conventions, labels),
+    )
 
 
 def _add_tree(
@@ -154,7 +165,7 @@ def _add_tree(
 ) -> None:
     """Adds `root` as `prefix`, without `.git` directories (nor the top-level names in
     `skip_top_level`); symlinks stay symlinks."""
-    for directory, subdirectories, files in os.walk(root):
+    for directory, subdirectories, files in os.walk(root, onerror=_raise):
         here = Path(directory)
         if here == root:
             subdirectories[:] = [name for name in subdirectories if name not in skip_top_level]
@@ -170,6 +181,11 @@ def _add_tree(
         for name in sorted([*files, *links]):
             if name != ".git":
                 tar.add(here / name, f"{target}/{name}", recursive=False, filter=_normalise)
+
+
+def _raise(error: OSError) -> None:
+    # os.walk skips what it cannot list; a context missing files must not build.
+    raise error
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:

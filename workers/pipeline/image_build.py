@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
 
 import docker
 import requests
@@ -55,10 +59,12 @@ def build_image(
     log: BuildLog,
     control: BuildControl,
 ) -> str:
-    """Builds the context and tags the image `tag`. Returns the image id."""
+    """Builds the context and tags the image `tag`. Returns the image id. The context is
+    streamed to the engine while it is being written, not staged on disk first."""
     progress = _Progress(log, control)
+    writer = _ContextWriter(context)
     try:
-        with context.tar_path.open("rb") as tar:
+        with writer.stream() as tar:
             events = api.build(
                 fileobj=tar,
                 custom_context=True,
@@ -74,9 +80,11 @@ def build_image(
                 progress.handle(event)
     except (docker.errors.DockerException, requests.RequestException) as exc:
         control.check()
+        writer.check()
         raise BuildErrored(f"the Docker engine failed during the build: {exc}") from exc
     finally:
         control.container_finished()
+    writer.check()
     # A step killed because the build was cancelled or timed out is no compile failure.
     control.check()
     if progress.error is not None:
@@ -126,3 +134,36 @@ class _Progress:
                     "interpreter that the base image has"
                 )
         return BuildErrored(f"the image build failed: {message}")
+
+
+class _ContextWriter:
+    """Writes the build context into a pipe from a thread while the engine reads the other end."""
+
+    def __init__(self, context: BuildContext) -> None:
+        self._context = context
+        self._error: BaseException | None = None
+
+    @contextmanager
+    def stream(self) -> Iterator[BinaryIO]:
+        read_end, write_end = os.pipe()
+        thread = threading.Thread(target=self._write, args=(write_end,), name="build-context")
+        thread.start()
+        try:
+            with os.fdopen(read_end, "rb") as reader:
+                yield reader
+        finally:
+            # Closing the read end (above) unblocks a writer the engine stopped reading from.
+            thread.join()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise BuildErrored(f"could not send the checkout to the engine: {self._error}")
+
+    def _write(self, fd: int) -> None:
+        try:
+            with os.fdopen(fd, "wb") as writer:
+                self._context.write(writer)
+        except BrokenPipeError:
+            pass  # the engine stopped reading: its own error says why
+        except Exception as exc:
+            self._error = exc

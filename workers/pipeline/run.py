@@ -9,7 +9,7 @@ import docker
 
 from app.config import Settings
 from workers.pipeline.buildlog import BuildLog
-from workers.pipeline.context import image_labels, write_context
+from workers.pipeline.context import build_context, image_labels
 from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import check_repository
 from workers.pipeline.fetch import fetch_commit, redact_url
@@ -65,13 +65,8 @@ def run_pipeline(
                 repository=job.repository,
                 roles=conventions.roles,
             )
-            context = write_context(
-                checkout,
-                job.sha,
-                conventions,
-                base_image=job.base_image,
-                labels=labels,
-                tar_path=root / "context.tar",
+            context = build_context(
+                checkout, job.sha, conventions, base_image=job.base_image, labels=labels
             )
             image_id = build_image(
                 api,
