@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     lease_seconds: int = 60
     heartbeat_seconds: float = 5.0
     max_lease_retries: int = 2
+    lease_reaper_interval_seconds: float = 15.0
     worker_grace_seconds: int = 600
+    # Build logs are committed in batches: whichever comes first.
+    build_log_flush_seconds: float = 0.5
+    build_log_flush_bytes: int = 16 * 1024
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"
