@@ -199,7 +199,17 @@ class NginxProxy:
 
     def log_lines(self) -> list[str]:
         path = self.runtime_dir / "access.log"
-        return path.read_text().splitlines() if path.exists() else []
+        return path.read_text(errors="replace").splitlines() if path.exists() else []
+
+    def upstream_fetches(self) -> Counter[str]:
+        """Request path -> how many requests for it nginx passed to a replica (its access log
+        names the replicas asked, or `-` when the cache answered)."""
+        counts: Counter[str] = Counter()
+        for line in self.log_lines():
+            match = ACCESS_LINE.search(line)
+            if match and " upstream=-" not in line:
+                counts[match["path"]] += 1
+        return counts
 
 
 @contextmanager
