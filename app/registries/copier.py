@@ -1,23 +1,30 @@
 """Copies an image that is already on one replica to other replicas over the registry HTTP API.
 
-The compressed blobs are streamed as they are (GET from the source, one streamed PUT upload to
-the target), concurrently across replicas and blobs, skipping blobs a replica already has and
-mounting those another repository on the same replica holds. The manifest goes last, with its
-exact bytes and media type, so its digest is unchanged; a HEAD then verifies the digest. Nothing
-here touches the database: callers record the reports.
+The compressed blobs travel as they are: each blob a target lacks is read from the source once
+and streamed, in the same pass, into one monolithic upload per target that needs it
+(`POST uploads/`, then a streamed `PUT ?digest=`). Blobs are copied concurrently; a blob a target
+already has costs a HEAD, and one another repository on the target holds is mounted instead of
+sent. The manifest goes last, with its exact bytes and media type, so that its digest is
+unchanged, and a HEAD verifies the digest. A target that fails is left out of the rest of the
+pass and retried in the next one. Nothing here touches the database: callers record the reports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import httpx
 
 from app.registries.distribution import Blob, Manifest, RegistryClient, RegistryError
+
+T = TypeVar("T")
+# What one replica can answer that stops the copy to it (a malformed manifest included).
+TARGET_ERRORS = (httpx.HTTPError, RegistryError, ValueError, KeyError)
+TEE_BUFFER_CHUNKS = 8
 
 
 @dataclass(frozen=True)
@@ -66,15 +73,19 @@ async def copy_image(
     costs one HEAD."""
     targets = list(targets)
     timeout = httpx.Timeout(options.timeout, connect=options.connect_timeout)
-    limits = httpx.Limits(max_connections=4 * options.concurrency + 2 * len(targets))
+    limits = httpx.Limits(max_connections=(len(targets) + 1) * options.concurrency + 8)
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
-        manifests = _SourceManifests(RegistryClient(http, source), image)
-        blob_slots = asyncio.Semaphore(options.concurrency)
-        copies = [
-            _TargetCopy(RegistryClient(http, t.address), t, manifests, image, blob_slots)
-            for t in targets
-        ]
-        return list(await asyncio.gather(*(copy.run(options.attempts) for copy in copies)))
+        states = [_Replica(RegistryClient(http, t.address), t) for t in targets]
+        copy = _ImageCopy(RegistryClient(http, source), image, options)
+        pending = states
+        for attempt in range(options.attempts):
+            if attempt:
+                await asyncio.sleep(0.5 * attempt)
+            await copy.run(pending)
+            pending = [s for s in pending if s.report.verified_digest is None]
+            if not pending:
+                break
+        return [s.report for s in states]
 
 
 async def probe(addresses: Iterable[str], *, timeout: float) -> dict[str, str | None]:
@@ -94,116 +105,188 @@ async def probe(addresses: Iterable[str], *, timeout: float) -> dict[str, str | 
         return dict(zip(addresses, results, strict=True))
 
 
-class _SourceManifests:
-    """The image's manifests, fetched from the source once and shared by every target."""
+class _Replica:
+    """A target during one pass: its client, its report, and whether it has failed."""
 
-    def __init__(self, source: RegistryClient, image: ImageRef) -> None:
+    def __init__(self, client: RegistryClient, spec: Target) -> None:
+        self.client = client
+        self.spec = spec
+        self.report = CopyReport(spec.address)
+        self.failed = False
+
+    async def attempt(self, step: Awaitable[T]) -> T | None:
+        """Runs one step against this replica; a failure is recorded and makes it drop out of
+        the pass (None). A replica that already failed skips the step."""
+        if self.failed:
+            if asyncio.iscoroutine(step):
+                step.close()
+            return None
+        try:
+            return await step
+        except TARGET_ERRORS as exc:
+            self.fail(describe(exc))
+            return None
+
+    def fail(self, error: str) -> None:
+        self.failed = True
+        self.report.error = error
+
+
+class _ImageCopy:
+    def __init__(self, source: RegistryClient, image: ImageRef, options: CopyOptions) -> None:
         self.source = source
         self.image = image
-        self._lock = asyncio.Lock()
+        self.options = options
         self._manifests: list[Manifest] | None = None
 
-    async def in_push_order(self) -> list[Manifest]:
-        """An index's child manifests first, then the image's own manifest."""
-        async with self._lock:
-            if self._manifests is None:
-                self._manifests = await self._fetch()
-            return self._manifests
-
-    async def _fetch(self) -> list[Manifest]:
-        repository = self.image.repository
+    async def run(self, replicas: list[_Replica]) -> None:
+        """One pass: verify who has the image already, copy the blobs the others lack, then
+        their manifests, and verify again."""
+        for replica in replicas:
+            replica.failed = False
+        # The source's manifests are fetched while the targets are asked what they have.
+        manifests = asyncio.ensure_future(self._source_manifests())
         try:
-            top = await self.source.get_manifest(
-                repository, self.image.digest, self.image.media_type
-            )
-            children = [
-                await self.source.get_manifest(repository, digest, media_type)
-                for digest, media_type in (top.children() if top.is_index() else [])
-            ]
-        except (httpx.HTTPError, RegistryError) as exc:
-            raise RegistryError(f"source {self.source.address}: {describe(exc)}") from exc
-        return [*children, top]
-
-
-class _TargetCopy:
-    def __init__(
-        self,
-        target: RegistryClient,
-        spec: Target,
-        manifests: _SourceManifests,
-        image: ImageRef,
-        blob_slots: asyncio.Semaphore,
-    ) -> None:
-        self.target = target
-        self.spec = spec
-        self.manifests = manifests
-        self.image = image
-        self.blob_slots = blob_slots
-        self.report = CopyReport(spec.address)
-
-    async def run(self, attempts: int) -> CopyReport:
-        for attempt in range(1, attempts + 1):
+            served = await asyncio.gather(*(r.attempt(self._serves(r)) for r in replicas))
+            needing = [r for r, ok in zip(replicas, served, strict=True) if ok is False]
+            for replica, ok in zip(replicas, served, strict=True):
+                if ok:
+                    replica.report.verified_digest, replica.report.error = self.image.digest, None
+            if not needing:
+                return
             try:
-                await self._copy_once()
-            except (httpx.HTTPError, RegistryError, ValueError, KeyError) as exc:
-                self.report.error = describe(exc)
-                if attempt < attempts:
-                    await asyncio.sleep(0.5 * attempt)
-                continue
-            self.report.verified_digest = self.image.digest
-            self.report.error = None
-            break
-        return self.report
+                in_push_order = await manifests
+            except TARGET_ERRORS as exc:
+                for replica in needing:
+                    replica.fail(f"source {self.source.address}: {describe(exc)}")
+                return
+        finally:
+            if not manifests.done():
+                manifests.cancel()
+            elif not manifests.cancelled():
+                manifests.exception()  # retrieved: a failure nobody needed is no error
+        blobs = {b.digest: b for m in in_push_order if not m.is_index() for b in m.blobs()}
+        slots = asyncio.Semaphore(self.options.concurrency)
+        await asyncio.gather(*(self._copy_blob(blob, needing, slots) for blob in blobs.values()))
+        await asyncio.gather(*(r.attempt(self._finish(r, in_push_order)) for r in needing))
 
-    async def _serves_image(self) -> bool:
+    async def _source_manifests(self) -> list[Manifest]:
+        """The image's manifests: an index's children first, then the image's own."""
+        if self._manifests is None:
+            repository, digest = self.image.repository, self.image.digest
+            top = await self.source.get_manifest(repository, digest, self.image.media_type)
+            children = [
+                await self.source.get_manifest(repository, child, media_type)
+                for child, media_type in (top.children() if top.is_index() else [])
+            ]
+            self._manifests = [*children, top]
+        return self._manifests
+
+    async def _serves(self, replica: _Replica) -> bool:
         image = self.image
-        served = await self.target.manifest_digest(
+        served = await replica.client.manifest_digest(
             image.repository, image.reference, image.media_type
         )
         return served == image.digest
 
-    async def _copy_once(self) -> None:
-        if await self._serves_image():
-            return
-        manifests = await self.manifests.in_push_order()
-        blobs = {blob.digest: blob for m in manifests if not m.is_index() for blob in m.blobs()}
-        await _all(self._copy_blob(blob) for blob in blobs.values())
-        repository = self.image.repository
-        for child in manifests[:-1]:
-            await self.target.put_manifest(repository, child.digest, child)
-        await self.target.put_manifest(repository, self.image.reference, manifests[-1])
-        if not await self._serves_image():
-            raise RegistryError(
-                f"{self.spec.address} does not serve {self.image.digest} after the push"
-            )
-
-    async def _copy_blob(self, blob: Blob) -> None:
-        repository = self.image.repository
-        async with self.blob_slots:
-            if await self.target.has_blob(repository, blob.digest):
-                self.report.blobs_present += 1
+    async def _copy_blob(
+        self, blob: Blob, replicas: list[_Replica], slots: asyncio.Semaphore
+    ) -> None:
+        async with slots:
+            live = [r for r in replicas if not r.failed]
+            uploads = await asyncio.gather(*(r.attempt(self._open_upload(r, blob)) for r in live))
+            sinks = [(r, location) for r, location in zip(live, uploads, strict=True) if location]
+            if not sinks:
                 return
-            location = await self.target.start_upload(
-                repository, mount=blob.digest, mount_from=self.spec.mount_from.get(blob.digest)
-            )
-            if location is None:
-                self.report.blobs_mounted += 1
-                return
-            async with self.manifests.source.open_blob(repository, blob.digest) as response:
-                length = int(response.headers.get("Content-Length") or blob.size)
-                await self.target.finish_upload(location, blob.digest, response.aiter_raw(), length)
-            self.report.blobs_copied += 1
-            self.report.bytes_copied += length
+            try:
+                async with self.source.open_blob(self.image.repository, blob.digest) as response:
+                    length = int(response.headers.get("Content-Length") or blob.size)
+                    await _tee(response.aiter_raw(), sinks, blob.digest, length)
+            except (httpx.HTTPError, RegistryError) as exc:
+                for replica, _ in sinks:
+                    if not replica.failed:
+                        replica.fail(f"source {self.source.address}: {describe(exc)}")
+
+    async def _open_upload(self, replica: _Replica, blob: Blob) -> str:
+        """The upload location, or "" when the replica has the blob or just mounted it."""
+        repository = self.image.repository
+        if await replica.client.has_blob(repository, blob.digest):
+            replica.report.blobs_present += 1
+            return ""
+        location = await replica.client.start_upload(
+            repository, mount=blob.digest, mount_from=replica.spec.mount_from.get(blob.digest)
+        )
+        if location is None:
+            replica.report.blobs_mounted += 1
+            return ""
+        return location
+
+    async def _finish(self, replica: _Replica, in_push_order: list[Manifest]) -> None:
+        repository = self.image.repository
+        for child in in_push_order[:-1]:
+            await replica.client.put_manifest(repository, child.digest, child)
+        await replica.client.put_manifest(repository, self.image.reference, in_push_order[-1])
+        if not await self._serves(replica):
+            raise RegistryError(f"{replica.spec.address} does not serve {self.image.digest}")
+        replica.report.verified_digest, replica.report.error = self.image.digest, None
 
 
-async def _all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Runs the coroutines concurrently; the first failure cancels the others and is raised."""
+class _Feed:
+    """The body of one target's upload, fed chunk by chunk from the one read of the source.
+    A bounded queue: the source is read no faster than the slowest live target takes it."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=TEE_BUFFER_CHUNKS)
+        self.closed = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.queue.get()) is not None:
+            yield chunk
+
+    async def put(self, chunk: bytes | None) -> None:
+        if not self.closed:
+            await self.queue.put(chunk)
+
+    def close(self, _upload: object = None) -> None:
+        # The upload ended (or failed): nobody reads any more, so unblock a waiting `put`.
+        self.closed = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+
+async def _tee(
+    chunks: AsyncIterator[bytes], sinks: list[tuple[_Replica, str]], digest: str, length: int
+) -> None:
+    """Streams one read of a blob into an upload per sink. A target that fails drops out; the
+    others go on. An error reading the source is raised after every upload is stopped."""
+    feeds = [_Feed() for _ in sinks]
+    uploads = []
+    for (replica, location), feed in zip(sinks, feeds, strict=True):
+        upload = asyncio.ensure_future(
+            replica.client.finish_upload(location, digest, feed.body(), length)
+        )
+        upload.add_done_callback(feed.close)
+        uploads.append(upload)
     try:
-        async with asyncio.TaskGroup() as group:
-            for coroutine in coroutines:
-                group.create_task(coroutine)
-    except BaseExceptionGroup as group_error:
-        raise group_error.exceptions[0] from None
+        async for chunk in chunks:
+            if all(feed.closed for feed in feeds):
+                break
+            for feed in feeds:
+                await feed.put(chunk)
+        for feed in feeds:
+            await feed.put(None)
+    except BaseException:
+        for upload in uploads:
+            upload.cancel()
+        await asyncio.gather(*uploads, return_exceptions=True)
+        raise
+    results = await asyncio.gather(*uploads, return_exceptions=True)
+    for (replica, _), result in zip(sinks, results, strict=True):
+        if isinstance(result, BaseException):
+            replica.fail(describe(result))
+        else:
+            replica.report.blobs_copied += 1
+            replica.report.bytes_copied += length
 
 
 def describe(exc: BaseException) -> str:

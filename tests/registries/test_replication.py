@@ -154,6 +154,27 @@ def test_a_replica_down_during_the_push_breaks_the_quorum_unless_it_allows_for_i
     assert quorum_met(session, image.id)  # two of the two required replicas
 
 
+def test_a_replica_that_refuses_uploads_fails_alone(
+    session: Session,
+    cluster: RegistryCluster,
+    replicas: list[Registry],
+    repository_path: str,
+    record_image: Callable[[PushedImage], Image],
+) -> None:
+    image = record_image(push_image(cluster[0].address, repository_path))
+    cluster[2].stop()
+    cluster[2].read_only = True
+    cluster[2].start()
+
+    result = replicate_image(session, image.id)
+
+    assert result.verified_on == ["r1", "r2"]
+    refused = result.outcomes[2]
+    assert refused.error
+    assert "POST upload" in refused.error
+    assert result.outcomes[1].blobs_copied == len(image.layers) + 1
+
+
 def test_an_image_the_source_does_not_have_is_verified_nowhere(
     session: Session,
     cluster: RegistryCluster,

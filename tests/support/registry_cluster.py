@@ -39,6 +39,9 @@ storage:
     rootdirectory: {root}
   delete:
     enabled: true
+  maintenance:
+    readonly:
+      enabled: {read_only}
 http:
   addr: 127.0.0.1:{port}
   secret: {secret}
@@ -75,6 +78,8 @@ class RegistryProcess:
     port: int = field(default_factory=free_port)
     # More top-level YAML for the registry's config, e.g. an `auth:` section.
     extra_config: str = ""
+    # A replica in maintenance: it serves pulls and refuses uploads.
+    read_only: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,7 +95,10 @@ class RegistryProcess:
         config = self.directory / "config.yml"
         config.write_text(
             REGISTRY_CONFIG.format(
-                root=self.directory / "storage", port=self.port, secret=uuid.uuid4().hex
+                root=self.directory / "storage",
+                port=self.port,
+                secret=uuid.uuid4().hex,
+                read_only=str(self.read_only).lower(),
             )
             + self.extra_config
         )
