@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -74,7 +76,7 @@ async def copy_image(
     targets = list(targets)
     timeout = httpx.Timeout(options.timeout, connect=options.connect_timeout)
     limits = httpx.Limits(max_connections=(len(targets) + 1) * options.concurrency + 8)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, verify=_tls()) as http:
         states = [_Replica(RegistryClient(http, t.address), t) for t in targets]
         copy = _ImageCopy(RegistryClient(http, source), image, options)
         pending = states
@@ -91,7 +93,7 @@ async def copy_image(
 async def probe(addresses: Iterable[str], *, timeout: float) -> dict[str, str | None]:
     """GET /v2/ on each registry: None when healthy (200, or 401 when it wants credentials),
     otherwise what went wrong."""
-    async with httpx.AsyncClient(timeout=timeout) as http:
+    async with httpx.AsyncClient(timeout=timeout, verify=_tls()) as http:
 
         async def one(address: str) -> str | None:
             try:
@@ -287,6 +289,13 @@ async def _tee(
         else:
             replica.report.blobs_copied += 1
             replica.report.bytes_copied += length
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # The system's trust store (where an operator installs an internal CA for the replicas),
+    # loaded once per process: loading it costs more than copying a small image.
+    return ssl.create_default_context()
 
 
 def describe(exc: BaseException) -> str:
