@@ -23,15 +23,15 @@ REPAIR_TASK = "cartridge.registries.repair"
 
 @celery_app.task(name=CHECK_TASK, ignore_result=True)
 def check_replicas() -> dict[str, str | None]:
-    """Records each replica's health; every healthy replica that lacks images gets a repair job
-    (a replica that was down during a push is caught up once it answers again)."""
+    """Records each replica's health; every healthy replica that lacks images another replica
+    holds gets a repair job (a replica that was down during a push is caught up once it answers
+    again)."""
     with session_scope() as session:
         errors = check_health(session)
-        missing = repository.missing_counts(session)
         for registry in repository.list_registries(session):
             if errors.get(registry.name):
                 log.warning("registry %s is unhealthy: %s", registry.name, errors[registry.name])
-            elif missing.get(registry.id):
+            elif repository.images_to_repair(session, registry.id, limit=1):
                 enqueue(session, REPAIR_TASK, [registry.id], queue=get_settings().default_queue)
     return errors
 
