@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,26 @@ def test_pulls_survive_a_stopped_replica_and_one_that_missed_the_push(
     assert any(status == 404 for method, _, status in cluster[2].requests() if method == "GET")
     served_by_r2 = [p for m, p, s in cluster[1].requests() if m == "GET" and s == 200]
     assert {f"/v2/{repository_path}/blobs/{d}" for d in image.blob_digests()} <= set(served_by_r2)
+
+
+def test_cached_images_stay_pullable_while_every_replica_is_down(
+    cluster: RegistryCluster,
+    pushed: PushedImage,
+    start_proxy: Callable[[], NginxProxy],
+    configure: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    configure(proxy_tag_cache_seconds=1)
+    proxy = start_proxy()
+    by_tag = f"{proxy.address}/{pushed.repository}:{pushed.tag}"
+    assert _skopeo_copy(by_tag, tmp_path / "warm") == pushed.manifest_digest
+    for replica in cluster.replicas:
+        replica.stop()
+    time.sleep(2)  # the tag's cache entry is now expired: only a stale copy is left
+
+    assert _skopeo_copy(by_tag, tmp_path / "stale") == pushed.manifest_digest
+    tag_lines = [line for line in proxy.log_lines() if f"/manifests/{pushed.tag} " in line]
+    assert "cache=STALE" in tag_lines[-1]
 
 
 def test_fifty_concurrent_pulls_fetch_each_blob_from_the_replicas_once(
