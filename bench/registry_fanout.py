@@ -1,12 +1,13 @@
 """Registry fan-out and pull benchmark: pushing to 1 vs. 3 replicas, and 50 concurrent pulls
 through the caching proxy vs. straight from one registry.
 
-    python3 bench/registry_fanout.py [--trials 3] [--layers 4] [--layer-mb 16] [--pulls 50]
+    python3 bench/registry_fanout.py [--trials 5] [--layers 4] [--layer-mb 16] [--pulls 50]
+                                     [--content random|text]
 
 Runs three `docker-registry` replicas and nginx (with the config Cartridge generates) on
 loopback ports, an SQLite database in a temporary directory, and the local Docker engine. Every
-image is built fresh from `cartridge/base:latest` with random (incompressible) layers, so no
-push is helped by an earlier one. Prints a Markdown report.
+image is built fresh from `cartridge/base:latest` with new random layers, so no push is helped
+by an earlier one. Prints a Markdown report.
 """
 
 from __future__ import annotations
@@ -57,7 +58,12 @@ def timed(action: Callable[..., None], *args: object) -> float:
 def fresh_image(args: argparse.Namespace) -> str:
     """Builds a new image (not timed) and returns its local name."""
     name = f"bench/app-{uuid.uuid4().hex[:10]}"
-    build_image(name, layers=args.layers, layer_bytes=args.layer_mb << 20)
+    build_image(
+        name,
+        layers=args.layers,
+        layer_bytes=args.layer_mb << 20,
+        compressible=args.content == "text",
+    )
     return name
 
 
@@ -218,13 +224,19 @@ def herd(args: argparse.Namespace, cluster: RegistryCluster, work: Path) -> Herd
     )
 
 
-def report(args: argparse.Namespace, fan: dict[str, list[float]], pulls: HerdResult) -> str:
+def report(
+    args: argparse.Namespace,
+    fan: dict[str, list[float]],
+    pulls: HerdResult,
+    load: tuple[float, float],
+) -> str:
     one, three, naive = (statistics.median(fan[k]) for k in ("one", "three", "naive"))
     low, high = min(pulls.fetches_per_blob), max(pulls.fetches_per_blob)
     fetched = str(low) if low == high else f"{low}-{high}"
     lines = [
-        f"Image: {args.layers} fresh random layers of {args.layer_mb} MiB on `cartridge/base`; "
-        f"median of {args.trials} trials; {os.cpu_count()} CPUs.",
+        f"Image: {args.layers} fresh layers of {args.layer_mb} MiB of {args.content} data on "
+        f"`cartridge/base`; median of {args.trials} trials; {os.cpu_count()} CPUs; load average "
+        f"{load[0]:.1f} before, {load[1]:.1f} after.",
         "",
         "| push | median seconds | vs. one replica |",
         "| --- | ---: | ---: |",
@@ -250,12 +262,20 @@ def report(args: argparse.Namespace, fan: dict[str, list[float]], pulls: HerdRes
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--layer-mb", type=int, default=16)
     parser.add_argument("--pulls", type=int, default=50)
+    parser.add_argument(
+        "--content",
+        choices=["random", "text"],
+        default="random",
+        help="layer data: random bytes (incompressible, the worst case for replication) or "
+        "base64 text (docker push compresses it)",
+    )
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cartridge-bench-") as tmp:
         work = Path(tmp)
         with registry_cluster(work / "registries", count=3) as cluster:
@@ -273,7 +293,7 @@ def main() -> None:
                 )
             fan = fan_out(args, cluster)
             pulls = herd(args, cluster, work)
-    print(report(args, fan, pulls))
+    print(report(args, fan, pulls, (load_before, os.getloadavg()[0])))
 
 
 if __name__ == "__main__":

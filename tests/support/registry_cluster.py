@@ -244,13 +244,18 @@ class PushedImage:
         return [self.config_digest, *(str(layer["digest"]) for layer in self.layers)]
 
 
-def build_image(tag: str, *, layers: int = 2, layer_bytes: int = 256 * 1024) -> None:
-    """Builds an image from the local base image with `layers` layers of fresh random data."""
+def build_image(
+    tag: str, *, layers: int = 2, layer_bytes: int = 256 * 1024, compressible: bool = False
+) -> None:
+    """Builds an image from the local base image with `layers` layers of fresh random data:
+    raw bytes (gzip cannot shrink them) or base64 text (gzip shrinks it to about 3/4)."""
     nonce = uuid.uuid4().hex
-    steps = "\n".join(
-        f"RUN echo {nonce} > /nonce-{i} && head -c {layer_bytes} /dev/urandom > /data-{i}"
-        for i in range(layers)
+    data = (
+        f"head -c {layer_bytes * 3 // 4} /dev/urandom | base64"
+        if compressible
+        else f"head -c {layer_bytes} /dev/urandom"
     )
+    steps = "\n".join(f"RUN echo {nonce} > /nonce-{i} && {data} > /data-{i}" for i in range(layers))
     with tempfile.TemporaryDirectory(prefix="cartridge-image-") as context:
         (Path(context) / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\n{steps}\n")
         docker("build", "-q", "-t", tag, context)
