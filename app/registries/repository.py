@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -133,6 +133,12 @@ def mount_sources(
     return found
 
 
+def upsert_for(session: Session) -> Callable[..., Any]:
+    """The dialect's INSERT, which has `on_conflict_do_*` on both supported databases."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
 def record_presence(
     session: Session,
     image_id: int,
@@ -151,9 +157,9 @@ def record_presence(
     }
     if verified_digest:
         values["verified_at"] = now
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(ImageReplica).values(image_id=image_id, registry_id=registry_id, **values)
+    statement = upsert_for(session)(ImageReplica).values(
+        image_id=image_id, registry_id=registry_id, **values
+    )
     statement = statement.on_conflict_do_update(
         index_elements=["image_id", "registry_id"], set_=values
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -83,8 +82,6 @@ def ensure_default_registry(session: Session) -> None:
     one replica, registered as `default` so that its presence and health are recorded too."""
     if repository.list_registries(session):
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     values = {
         "name": DEFAULT_REGISTRY_NAME,
         "url": normalize_address(get_settings().registry_url),
@@ -92,6 +89,7 @@ def ensure_default_registry(session: Session) -> None:
         "healthy": True,
         "created_at": utcnow(),
     }
+    insert = repository.upsert_for(session)
     session.execute(insert(Registry).values(**values).on_conflict_do_nothing())
     session.flush()
 

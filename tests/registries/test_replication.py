@@ -256,3 +256,22 @@ def test_an_index_is_copied_with_the_manifests_it_lists(
             )
             == child
         )
+
+
+def test_without_configured_replicas_the_push_registry_is_the_one_replica(
+    session: Session,
+    cluster: RegistryCluster,
+    configure: Callable[..., None],
+    repository_path: str,
+    record_image: Callable[[PushedImage], Image],
+) -> None:
+    configure(registry_url=cluster[0].address)
+    image = record_image(push_image(cluster[0].address, repository_path))
+
+    result = replicate_image(session, image.id)
+    session.commit()
+
+    assert result.quorum_met
+    assert result.verified_on == ["default"]
+    registry = session.scalars(select(Registry)).one()
+    assert (registry.name, registry.url, registry.required) == ("default", cluster[0].address, True)
