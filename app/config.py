@@ -62,10 +62,24 @@ class Settings(BaseSettings):
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"
-    replica_quorum: int | None = None
+    # None: every required replica must hold the image; N: at least N of them.
+    replica_quorum: int | None = Field(default=None, ge=1)
+    replication_concurrency: int = Field(default=8, ge=1)
+    replication_attempts: int = Field(default=2, ge=1)
+    registry_connect_timeout_seconds: float = 5.0
+    registry_timeout_seconds: float = 60.0
+    registry_health_interval_seconds: float = 30.0
+    repair_batch_size: int = Field(default=20, ge=1)
+    repair_lease_seconds: int = 900
     proxy_host: str = "127.0.0.1:5080"
     proxy_cache_path: Path = Path("/var/cache/cartridge-proxy")
     proxy_cache_max_size: str = "20g"
+    proxy_cache_inactive: str = "30d"
+    proxy_tag_cache_seconds: int = 10
+    # Where the proxy's nginx keeps its pid file, temporary files and access log.
+    proxy_runtime_dir: Path = Path("/var/lib/cartridge-proxy")
+    proxy_worker_processes: str = "auto"
+    nginx_binary: str = "nginx"
 
     # GitHub commit statuses.
     github_api_url: str = "https://api.github.com"

@@ -12,7 +12,12 @@ from app.db import get_engine
 
 settings = get_settings()
 celery_app = get_celery()
-celery_app.conf.include = ["workers.maintenance", "workers.builds", "workers.statuses"]
+celery_app.conf.include = [
+    "workers.maintenance",
+    "workers.builds",
+    "workers.statuses",
+    "workers.replication",
+]
 celery_app.conf.beat_schedule = {
     "relay-outbox": {
         "task": "cartridge.outbox.relay",
@@ -25,6 +30,10 @@ celery_app.conf.beat_schedule = {
     "redrive-statuses": {
         "task": "cartridge.statuses.redrive",
         "schedule": settings.github_status_redrive_seconds,
+    },
+    "check-registry-replicas": {
+        "task": "cartridge.registries.check",
+        "schedule": settings.registry_health_interval_seconds,
     },
 }
 
