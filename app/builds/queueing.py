@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from app.broker import BUILD_TASK
 from app.builds.transitions import transition
 from app.config import get_settings
+from app.github.service import record_status
 from app.models import ACTIVE_STATUSES, Build, BuildStatus, Push, Repository
 from app.models.base import utcnow
 from app.outbox.service import enqueue
@@ -142,6 +143,7 @@ def _find_or_create_build(
     created = session.connection().execute(_insert_build(dialect), params).first()
     if created is not None:
         _enqueue_build(session, created.id)
+        record_status(session, created.id)
         return created.id, created.status, created.attempt, BuildAction.CREATED
     existing = session.connection().execute(_SELECT_BUILD, params).one()
     if existing.status == BuildStatus.CANCELLED and start_new_attempt(
