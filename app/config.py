@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     lease_seconds: int = 60
     heartbeat_seconds: float = 5.0
     max_lease_retries: int = 2
+    lease_reaper_interval_seconds: float = 15.0
     worker_grace_seconds: int = 600
+    # Build logs are committed in batches: whichever comes first.
+    build_log_flush_seconds: float = 0.5
+    build_log_flush_bytes: int = 16 * 1024
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"
@@ -83,8 +87,27 @@ class Settings(BaseSettings):
     github_app_id: str | None = None
     github_app_installation_id: str | None = None
     github_app_private_key: SecretStr | None = None
+    github_app_private_key_path: Path | None = None
     github_status_context: str = "cartridge/build"
     github_timeout_seconds: float = 10.0
+    # An installation token is replaced this long before GitHub says it expires.
+    github_app_token_refresh_seconds: float = 300.0
+    # Retries of 5xx answers and timeouts: exponential from the base, capped, with jitter.
+    github_status_retry_base_seconds: float = 5.0
+    github_status_retry_max_seconds: float = 900.0
+    github_status_max_tries: int = 15
+    # How often the periodic job re-sends deliveries whose retry is due (or whose message was lost).
+    github_status_redrive_seconds: float = 60.0
+
+    @property
+    def github_app_configured(self) -> bool:
+        has_key = self.github_app_private_key is not None or self.github_app_private_key_path
+        return bool(self.github_app_id and self.github_app_installation_id and has_key)
+
+    @property
+    def github_statuses_enabled(self) -> bool:
+        """Commit statuses are recorded only when there are credentials to deliver them with."""
+        return self.github_token is not None or self.github_app_configured
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'cartridge.db'}"

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.signals import worker_process_init
+
 from app.broker import get_celery
 from app.config import get_settings
+from app.db import get_engine
 
+settings = get_settings()
 celery_app = get_celery()
-celery_app.conf.include = ["workers.maintenance", "workers.replication"]
+celery_app.conf.include = [
+    "workers.maintenance",
+    "workers.builds",
+    "workers.statuses",
+    "workers.replication",
+]
 celery_app.conf.beat_schedule = {
     "relay-outbox": {
         "task": "cartridge.outbox.relay",
-        "schedule": get_settings().outbox_relay_interval_seconds,
+        "schedule": settings.outbox_relay_interval_seconds,
+    },
+    "reap-expired-build-leases": {
+        "task": "cartridge.builds.reap_expired_leases",
+        "schedule": settings.lease_reaper_interval_seconds,
+    },
+    "redrive-statuses": {
+        "task": "cartridge.statuses.redrive",
+        "schedule": settings.github_status_redrive_seconds,
     },
     "check-registry-replicas": {
         "task": "cartridge.registries.check",
-        "schedule": get_settings().registry_health_interval_seconds,
+        "schedule": settings.registry_health_interval_seconds,
     },
 }
+
+
+@worker_process_init.connect
+def _fresh_connections(**_kwargs: Any) -> None:
+    # A forked pool process must not share the parent's database connections.
+    if get_engine.cache_info().currsize:
+        get_engine().dispose(close=False)

@@ -6,8 +6,9 @@ from datetime import timedelta
 
 from app.broker import get_celery
 from app.config import get_settings
-from app.db import get_session_factory
+from app.db import get_session_factory, session_scope
 from app.outbox.service import relay_pending
+from workers.pipeline import leases
 
 celery_app = get_celery()
 
@@ -18,3 +19,11 @@ def relay_outbox() -> int:
     grace = timedelta(seconds=get_settings().outbox_relay_grace_seconds)
     with get_session_factory()() as session:
         return relay_pending(session, celery_app, older_than=grace)
+
+
+@celery_app.task(name="cartridge.builds.reap_expired_leases", ignore_result=True)
+def reap_expired_leases() -> dict[str, list[int]]:
+    """Retries, or past the bound errors, running builds whose worker stopped heartbeating."""
+    with session_scope() as session:
+        result = leases.reap_expired_leases(session, get_settings())
+    return {"requeued": result.requeued, "errored": result.errored}

@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from app import migrate
+from app.cli.builds import builds
 from app.cli.registries import proxy_config_command, registry
+from app.cli.repos import repo
+from app.cli.statuses import statuses
 from app.config import get_settings
 from app.db import session_scope
 
@@ -65,6 +68,9 @@ def serve(host: str, port: int, workers: int) -> None:
     )
 
 
+cli.add_command(repo)
+cli.add_command(builds)
+builds.add_command(statuses)
 cli.add_command(registry)
 cli.add_command(proxy_config_command)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import OutboxMessage
@@ -87,6 +87,7 @@ def pending_messages(
     older_than: timedelta | None = None,
     limit: int = 500,
 ) -> list[OutboxMessage]:
+    _relax_commit_durability(session)
     query = select(OutboxMessage).where(OutboxMessage.dispatched_at.is_(None))
     if ids is not None:
         query = query.where(OutboxMessage.id.in_(ids))
@@ -95,6 +96,13 @@ def pending_messages(
     # Concurrent relays skip each other's rows instead of sending them twice.
     query = query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
     return list(session.scalars(query))
+
+
+def _relax_commit_durability(session: Session) -> None:
+    # Marking rows dispatched need not wait for the WAL flush: if a crash loses the mark, the
+    # row is sent again, which idempotent tasks allow. This halves the fsyncs per webhook.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
 
 
 def relay_pending(session: Session, publisher: Any, *, older_than: timedelta | None = None) -> int:

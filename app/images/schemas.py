@@ -1,0 +1,31 @@
+"""The image as the API shows it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class Layer(BaseModel):
+    digest: str
+    size: int
+    media_type: str
+
+
+class ImageOut(BaseModel):
+    id: int
+    build_id: int
+    attempt: int
+    source_repository: str = Field(description="The GitHub repository (owner/name).")
+    sha: str = Field(description="The commit the image was built from.")
+    repository: str = Field(description="The image's repository name in the registry.")
+    tag: str = Field(description="The full commit SHA.")
+    digest: str = Field(description="The manifest digest the registry confirmed.")
+    config_digest: str
+    media_type: str
+    size: int = Field(description="Compressed bytes to pull: the config and every layer.")
+    layers: list[Layer]
+    roles: dict[str, str] = Field(description="container/roles.json: role name -> command.")
+    labels: dict[str, str]
+    created_at: datetime

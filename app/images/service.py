@@ -1,0 +1,93 @@
+"""Images: recording what a build produced and finding it again."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.images import repository
+from app.images.schemas import ImageOut, Layer
+from app.models import Image
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def record(
+    session: Session,
+    *,
+    build_id: int,
+    attempt: int,
+    repository_name: str,
+    tag: str,
+    manifest_digest: str,
+    config_digest: str,
+    media_type: str,
+    size: int,
+    layers: list[dict[str, Any]],
+    roles: dict[str, str],
+    labels: dict[str, str],
+) -> Image:
+    values: dict[str, Any] = {
+        "attempt": attempt,
+        "repository": repository_name,
+        "tag": tag,
+        "manifest_digest": manifest_digest,
+        "config_digest": config_digest,
+        "media_type": media_type,
+        "size": size,
+        "layers": layers,
+        "roles": roles,
+        "labels": labels,
+    }
+    # A build has one image; a later attempt (after a replica shortfall, say) replaces it.
+    image = session.scalar(select(Image).where(Image.build_id == build_id))
+    if image is None:
+        image = Image(build_id=build_id, **values)
+        session.add(image)
+    else:
+        for key, value in values.items():
+            setattr(image, key, value)
+    session.flush()
+    return image
+
+
+def get_by_digest(session: Session, digest: str) -> ImageOut:
+    found = repository.by_digest(session, digest) if DIGEST.match(digest) else None
+    if found is None:
+        raise NotFound(f"No image has the digest {digest}.", code="image_not_found")
+    return _out(found)
+
+
+def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
+    found = repository.by_repository_and_sha(session, f"{owner}/{name}", sha)
+    if found is None:
+        raise NotFound(
+            f"{owner}/{name} has no image for {sha} (not built, or its build is not green).",
+            code="image_not_found",
+        )
+    return _out(found)
+
+
+def _out(found: repository.ImageOrigin) -> ImageOut:
+    image = found.image
+    return ImageOut(
+        id=image.id,
+        build_id=image.build_id,
+        attempt=image.attempt,
+        source_repository=found.full_name,
+        sha=found.sha,
+        repository=image.repository,
+        tag=image.tag,
+        digest=image.manifest_digest,
+        config_digest=image.config_digest,
+        media_type=image.media_type,
+        size=image.size,
+        layers=[Layer(**layer) for layer in image.layers],
+        roles=image.roles,
+        labels=image.labels,
+        created_at=image.created_at,
+    )

@@ -1,0 +1,118 @@
+"""Validation of container/compile and container/roles.json: every problem is a clear failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers.pipeline.conventions import check_repository, parse_roles
+from workers.pipeline.outcomes import BuildFailed
+
+
+def failure(raw: str) -> str:
+    with pytest.raises(BuildFailed) as raised:
+        parse_roles(raw.encode())
+    return raised.value.message
+
+
+def test_roles_map_names_to_command_lines() -> None:
+    roles = parse_roles(b'{"web": "bin/server -p $PORT", ".shell": "/bin/sh -l"}')
+    assert roles == {"web": "bin/server -p $PORT", ".shell": "/bin/sh -l"}
+    assert parse_roles(b"{}") == {}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{'web': 'bin/server'}",  # single quotes
+        '{"web": "bin/server",}',  # trailing comma
+        '{"web": "bin/server"} // the web role',  # comment
+        '{"web": "bin/server"',  # truncated
+    ],
+)
+def test_loose_json_is_refused_with_the_dialect_in_the_message(raw: str) -> None:
+    message = failure(raw)
+    assert message.startswith("container/roles.json is not valid JSON: ")
+    assert "at line 1, column" in message
+    assert "strict JSON: double quotes around names and commands, no trailing commas" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('["web"]', "must be a JSON object mapping role names to commands"),
+        (
+            '{"web": ["bin/server", "-p", "8000"]}',
+            "role 'web' must be a string (a command line), not an array",
+        ),
+        ('{"web": 8000}', "not a number"),
+        ('{"web": null}', "not null"),
+        ('{"web": "   "}', "the command of role 'web' is empty"),
+        ('{"web": "a", "web": "b"}', "defines the role 'web' more than once"),
+        ('{"my role": "a"}', "'my role' is not a valid role name"),
+        ('{"": "a"}', "'' is not a valid role name"),
+    ],
+)
+def test_invalid_roles_say_what_to_change(raw: str, expected: str) -> None:
+    assert expected in failure(raw)
+
+
+def test_roles_json_must_be_utf8() -> None:
+    with pytest.raises(BuildFailed, match="is not UTF-8 text"):
+        parse_roles(b'{"web": "caf\xe9"}')
+
+
+def write(root: Path, relative: str, content: str = "", mode: int = 0o644) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    path.chmod(mode)
+
+
+def test_a_complete_repository_passes(tmp_path: Path) -> None:
+    write(tmp_path, "container/compile", "#!/bin/sh\n", 0o755)
+    write(tmp_path, "container/roles.json", '{"web": "bin/server"}')
+    conventions = check_repository(tmp_path)
+    assert conventions.roles == {"web": "bin/server"}
+    assert not conventions.has_files
+    assert not conventions.has_dependencies
+
+    write(tmp_path, "container/files/etc/app.conf", "x=1\n")
+    write(tmp_path, "container/dependencies", "#!/bin/sh\n", 0o755)
+    conventions = check_repository(tmp_path)
+    assert conventions.has_files
+    assert conventions.has_dependencies
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ({}, "container/compile is missing"),
+        (
+            {"container/compile": 0o644},
+            "container/compile is not executable: run `git update-index",
+        ),
+        ({"container/compile": 0o755}, "container/roles.json is missing"),
+        (
+            {"container/compile": 0o755, "container/dependencies": 0o644},
+            "container/dependencies is not executable",
+        ),
+    ],
+)
+def test_missing_or_unusable_scripts_fail(
+    tmp_path: Path, layout: dict[str, int], expected: str
+) -> None:
+    for relative, mode in layout.items():
+        write(tmp_path, relative, "#!/bin/sh\n", mode)
+    with pytest.raises(BuildFailed) as raised:
+        check_repository(tmp_path)
+    assert raised.value.message.startswith(expected)
+
+
+def test_container_files_must_be_a_directory(tmp_path: Path) -> None:
+    write(tmp_path, "container/compile", "#!/bin/sh\n", 0o755)
+    write(tmp_path, "container/roles.json", "{}")
+    write(tmp_path, "container/files", "not a directory")
+    with pytest.raises(BuildFailed, match="container/files must be a directory"):
+        check_repository(tmp_path)
