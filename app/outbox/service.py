@@ -14,7 +14,7 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Row, Select, Table, bindparam, event, select, update
+from sqlalchemy import Integer, Row, Select, Table, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.models import OutboxMessage
@@ -27,14 +27,13 @@ _PENDING_KEY = "cartridge.outbox_ids"
 
 def enqueue(
     session: Session, task_name: str, args: list[Any], *, queue: str, countdown: int = 0
-) -> OutboxMessage:
-    message = OutboxMessage(
-        task_name=task_name, queue=queue, args=args, countdown_seconds=countdown
-    )
-    session.add(message)
-    session.flush()
-    session.info.setdefault(_PENDING_KEY, []).append(message.id)
-    return message
+) -> int:
+    """Records the job in the caller's transaction and returns the outbox row's id. A Core
+    INSERT: webhooks enqueue on every push, and the row is never needed as an object."""
+    values = {"task_name": task_name, "queue": queue, "args": args, "countdown_seconds": countdown}
+    message_id: int = session.connection().execute(_INSERT_MESSAGE, values).scalar_one()
+    session.info.setdefault(_PENDING_KEY, []).append(message_id)
+    return message_id
 
 
 @event.listens_for(Session, "after_commit")
@@ -98,6 +97,7 @@ def pending_messages(
 
 # Statements are built once: building SQLAlchemy expressions costs more than running them.
 _outbox: Table = OutboxMessage.__table__  # type: ignore[assignment]
+_INSERT_MESSAGE = insert(_outbox).returning(_outbox.c.id)
 _MARK_DISPATCHED = (
     update(_outbox)
     .where(
