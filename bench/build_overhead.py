@@ -126,6 +126,7 @@ def cartridge_build(repository_id: int, sha: str) -> tuple[float, dict[str, floa
     from app.outbox.service import enqueue
 
     started = time.perf_counter()
+    committed_at = time.time()
     with session_scope() as session:
         build = Build(repository_id=repository_id, sha=sha)
         session.add(build)
@@ -140,11 +141,14 @@ def cartridge_build(repository_id: int, sha: str) -> tuple[float, dict[str, floa
             if status not in ("queued", "running"):
                 elapsed = time.perf_counter() - started
                 log = logs.read(session, build_id, found.attempt).content
+                assert found.started_at is not None
+                dispatch = found.started_at.timestamp() - committed_at
                 break
         time.sleep(0.02)
     if status != "succeeded":
         raise RuntimeError(f"build {build_id} {status}:\n{log[-3000:]}")
     steps = {m[0]: float(m[1]) for m in re.findall(r"^==> (\w+) ([\d.]+)s$", log, re.M)}
+    steps["dispatch"] = dispatch  # from the commit of the build row to the worker's claim
     return elapsed, steps
 
 
