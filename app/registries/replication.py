@@ -6,8 +6,9 @@ The build pipeline pushes once, from the Docker engine, to `CARTRIDGE_REGISTRY_U
 `ReplicationResult.quorum_met` holds. Replicas that missed the image are caught up later by the
 repair job (`copy_image_to`, run from `workers/replication.py`).
 
-These functions only flush; the caller commits. They block (they run the copy's event loop), so
-they belong in workers and the CLI, never in the API's event loop.
+These functions only flush; the caller commits. They block for as long as the copy takes (they
+run its event loop), so they belong in workers and the CLI, never in the API's event loop, and
+the caller should not hold row locks meanwhile (commit the build's state changes first).
 """
 
 from __future__ import annotations
