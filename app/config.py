@@ -62,10 +62,24 @@ class Settings(BaseSettings):
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"
-    replica_quorum: int | None = None
+    # None: every required replica must hold the image; N: at least N of them.
+    replica_quorum: int | None = Field(default=None, ge=1)
+    replication_concurrency: int = Field(default=8, ge=1)
+    replication_attempts: int = Field(default=2, ge=1)
+    registry_connect_timeout_seconds: float = 5.0
+    registry_timeout_seconds: float = 60.0
+    registry_health_interval_seconds: float = 30.0
+    repair_batch_size: int = Field(default=20, ge=1)
+    repair_lease_seconds: int = 900
     proxy_host: str = "127.0.0.1:5080"
     proxy_cache_path: Path = Path("/var/cache/cartridge-proxy")
     proxy_cache_max_size: str = "20g"
+    proxy_cache_inactive: str = "30d"
+    proxy_tag_cache_seconds: int = 10
+    # Where the proxy's nginx keeps its pid file, temporary files and access log.
+    proxy_runtime_dir: Path = Path("/var/lib/cartridge-proxy")
+    proxy_worker_processes: str = "auto"
+    nginx_binary: str = "nginx"
 
     # GitHub commit statuses.
     github_api_url: str = "https://api.github.com"
@@ -73,8 +87,27 @@ class Settings(BaseSettings):
     github_app_id: str | None = None
     github_app_installation_id: str | None = None
     github_app_private_key: SecretStr | None = None
+    github_app_private_key_path: Path | None = None
     github_status_context: str = "cartridge/build"
     github_timeout_seconds: float = 10.0
+    # An installation token is replaced this long before GitHub says it expires.
+    github_app_token_refresh_seconds: float = 300.0
+    # Retries of 5xx answers and timeouts: exponential from the base, capped, with jitter.
+    github_status_retry_base_seconds: float = 5.0
+    github_status_retry_max_seconds: float = 900.0
+    github_status_max_tries: int = 15
+    # How often the periodic job re-sends deliveries whose retry is due (or whose message was lost).
+    github_status_redrive_seconds: float = 60.0
+
+    @property
+    def github_app_configured(self) -> bool:
+        has_key = self.github_app_private_key is not None or self.github_app_private_key_path
+        return bool(self.github_app_id and self.github_app_installation_id and has_key)
+
+    @property
+    def github_statuses_enabled(self) -> bool:
+        """Commit statuses are recorded only when there are credentials to deliver them with."""
+        return self.github_token is not None or self.github_app_configured
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'cartridge.db'}"

@@ -12,6 +12,8 @@ from sqlalchemy.exc import OperationalError
 from app.builds.router import router as builds_router
 from app.config import get_settings
 from app.errors import CartridgeError, ServiceUnavailable
+from app.github.router import router as github_router
+from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
 from app.registries.router import router as registries_router
@@ -34,6 +36,8 @@ def create_app() -> FastAPI:
     app.include_router(webhooks_router)
     for router in (repos_router, builds_router, images_router, registries_router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(github_router, prefix=API_PREFIX)
+    install_metrics(app)
     _install_error_handlers(app)
     return app
 

@@ -56,6 +56,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     reset_caches()
     migrate.upgrade(url)
     yield url
+    reset_relay()
     reset_caches()
     for key, value in saved.items():
         if value is None:

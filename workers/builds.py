@@ -30,6 +30,7 @@ from app.db import get_session_factory, session_scope
 from app.images import service as images
 from app.models import Build, BuildStatus, Repository
 from app.models.base import utcnow
+from app.registries.replication import replicate_image
 from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl, Supervisor
 from workers.pipeline.image_build import docker_api
@@ -129,6 +130,8 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog) -> str:
             built = run_pipeline(
                 job, settings, api=api, log=build_log, control=control, started=started_at
             )
+            control.check()
+            replicate(job, built, build_log)
     except BuildFailed as stop:
         return finish(job, build_log, BuildStatus.FAILED, stop.message)
     except BuildErrored as stop:
@@ -141,7 +144,34 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog) -> str:
         build_log.write(traceback.format_exc())
         return finish(job, build_log, BuildStatus.ERRORED, f"internal error: {exc!r}")
     build_log.line(f"==> succeeded in {time.monotonic() - started:.2f}s")
-    return finish(job, build_log, BuildStatus.SUCCEEDED, None, built=built)
+    return finish(job, build_log, BuildStatus.SUCCEEDED, None)
+
+
+def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
+    """Records the image, copies it to every registry replica and verifies it by digest. The
+    build is green only when the quorum holds; missing replicas are repaired later."""
+    started = time.monotonic()
+    published = built.published
+    manifest = published.manifest
+    with session_scope() as session:
+        image = images.record(
+            session,
+            build_id=job.build_id,
+            attempt=job.attempt,
+            repository_name=published.repository,
+            tag=published.tag,
+            manifest_digest=manifest.digest,
+            config_digest=manifest.config_digest,
+            media_type=manifest.media_type,
+            size=manifest.size,
+            layers=manifest.layers,
+            roles=built.roles,
+            labels=built.labels,
+        )
+        result = replicate_image(session, image.id, source=published.registry)
+    build_log.line(f"==> replicas {time.monotonic() - started:.1f}s: {result.describe()}")
+    if not result.quorum_met:
+        raise BuildErrored(f"image not verified on enough replicas: {result.describe()}")
 
 
 def finish(
@@ -149,8 +179,6 @@ def finish(
     build_log: BuildLog,
     status: BuildStatus,
     error: str | None,
-    *,
-    built: BuiltImage | None = None,
 ) -> str:
     """Records the outcome, if this attempt still owns the build. The log is complete before
     the status is final, so a reader that sees a final status has seen the whole log."""
@@ -169,22 +197,6 @@ def finish(
             error=error,
             lease_expires_at=None,
         )
-        if moved and built is not None:
-            manifest = built.published.manifest
-            images.record(
-                session,
-                build_id=job.build_id,
-                attempt=job.attempt,
-                repository_name=built.published.repository,
-                tag=built.published.tag,
-                manifest_digest=manifest.digest,
-                config_digest=manifest.config_digest,
-                media_type=manifest.media_type,
-                size=manifest.size,
-                layers=manifest.layers,
-                roles=built.roles,
-                labels=built.labels,
-            )
     if not moved:
         build_log.line(f"==> not recorded as {status.value}: the build changed meanwhile")
         return "stopped"

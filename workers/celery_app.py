@@ -12,7 +12,12 @@ from app.db import get_engine
 
 settings = get_settings()
 celery_app = get_celery()
-celery_app.conf.include = ["workers.maintenance", "workers.builds"]
+celery_app.conf.include = [
+    "workers.maintenance",
+    "workers.builds",
+    "workers.statuses",
+    "workers.replication",
+]
 celery_app.conf.beat_schedule = {
     "relay-outbox": {
         "task": "cartridge.outbox.relay",
@@ -21,6 +26,14 @@ celery_app.conf.beat_schedule = {
     "reap-expired-build-leases": {
         "task": "cartridge.builds.reap_expired_leases",
         "schedule": settings.lease_reaper_interval_seconds,
+    },
+    "redrive-statuses": {
+        "task": "cartridge.statuses.redrive",
+        "schedule": settings.github_status_redrive_seconds,
+    },
+    "check-registry-replicas": {
+        "task": "cartridge.registries.check",
+        "schedule": settings.registry_health_interval_seconds,
     },
 }
 

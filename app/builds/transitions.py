@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from app.github.service import record_status
 from app.models import Build, BuildStatus
 
 ALLOWED: dict[BuildStatus, frozenset[BuildStatus]] = {
@@ -69,4 +70,6 @@ def transition(
         build = session.get(Build, build_id)
         if build is not None:
             session.refresh(build)
+            # The commit status GitHub owes is recorded in this same transaction.
+            record_status(session, build)
     return moved

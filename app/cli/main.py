@@ -5,6 +5,10 @@ from __future__ import annotations
 import click
 
 from app import migrate
+from app.cli.builds import builds
+from app.cli.registries import proxy_config_command, registry
+from app.cli.repos import repo
+from app.cli.statuses import statuses
 from app.config import get_settings
 from app.db import session_scope
 
@@ -63,6 +67,12 @@ def serve(host: str, port: int, workers: int) -> None:
         log_level="info",
     )
 
+
+cli.add_command(repo)
+cli.add_command(builds)
+builds.add_command(statuses)
+cli.add_command(registry)
+cli.add_command(proxy_config_command)
 
 if __name__ == "__main__":
     cli()

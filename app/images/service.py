@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
@@ -30,20 +31,26 @@ def record(
     roles: dict[str, str],
     labels: dict[str, str],
 ) -> Image:
-    image = Image(
-        build_id=build_id,
-        attempt=attempt,
-        repository=repository_name,
-        tag=tag,
-        manifest_digest=manifest_digest,
-        config_digest=config_digest,
-        media_type=media_type,
-        size=size,
-        layers=layers,
-        roles=roles,
-        labels=labels,
-    )
-    session.add(image)
+    values: dict[str, Any] = {
+        "attempt": attempt,
+        "repository": repository_name,
+        "tag": tag,
+        "manifest_digest": manifest_digest,
+        "config_digest": config_digest,
+        "media_type": media_type,
+        "size": size,
+        "layers": layers,
+        "roles": roles,
+        "labels": labels,
+    }
+    # A build has one image; a later attempt (after a replica shortfall, say) replaces it.
+    image = session.scalar(select(Image).where(Image.build_id == build_id))
+    if image is None:
+        image = Image(build_id=build_id, **values)
+        session.add(image)
+    else:
+        for key, value in values.items():
+            setattr(image, key, value)
     session.flush()
     return image
 

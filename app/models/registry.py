@@ -21,4 +21,6 @@ class Registry(Base):
     healthy: Mapped[bool] = mapped_column(Boolean, default=True)
     last_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # A repair job holds this lease so that overlapping runs do not copy the same images twice.
+    repair_lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

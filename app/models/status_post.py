@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
@@ -8,11 +9,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, BigId, UtcDateTime, utcnow
 
 
+class Delivery(enum.StrEnum):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
 class StatusPost(Base):
     """A commit status owed to GitHub, recorded with the build transition that caused it."""
 
     __tablename__ = "status_posts"
-    __table_args__ = (Index("ix_status_posts_build_order", "build_id", "id"),)
+    __table_args__ = (
+        Index("ix_status_posts_build_order", "build_id", "id"),
+        # The periodic re-drive and the rate-limit pause look only at undelivered posts.
+        Index("ix_status_posts_due", "delivery", "next_try_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
@@ -22,8 +34,9 @@ class StatusPost(Base):
     context: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(String(140))
     target_url: Mapped[str | None] = mapped_column(String(1000), default=None)
-    # queued | delivered | skipped (superseded by a later post) | failed (permanent)
-    delivery: Mapped[str] = mapped_column(String(16), default="queued")
+    # queued | delivered | skipped (superseded or unchanged, see skip_reason) | failed (permanent)
+    delivery: Mapped[str] = mapped_column(String(16), default=Delivery.QUEUED.value)
+    skip_reason: Mapped[str | None] = mapped_column(String(200), default=None)
     tries: Mapped[int] = mapped_column(Integer, default=0)
     next_try_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     response_code: Mapped[int | None] = mapped_column(Integer, default=None)

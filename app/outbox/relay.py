@@ -29,6 +29,7 @@ class OutboxRelay:
         self._pid = 0
         self._lock = threading.Lock()
         self._broker_down_until = 0.0
+        self._stopped = threading.Event()
 
     @property
     def publisher(self) -> Any:
@@ -39,25 +40,36 @@ class OutboxRelay:
         return self._publisher
 
     def notify(self, ids: list[int]) -> None:
-        self._ensure_thread()
-        self._queue.put(list(ids))
+        if self._ensure_thread():
+            self._queue.put(list(ids))
 
-    def _ensure_thread(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ends the thread; rows it did not publish are left to `relay_pending`."""
+        self._stopped.set()
+        self._queue.put([])
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _ensure_thread(self) -> bool:
+        if self._stopped.is_set():
+            return False
         # Forked worker processes inherit the object but not the thread.
         with self._lock:
             if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
-                return
+                return True
             self._pid = os.getpid()
             self._queue = queue.Queue()
             self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
             self._thread.start()
+            return True
 
     def _run(self) -> None:
         settings = get_settings()
         interval = settings.outbox_relay_interval_seconds
         grace = timedelta(seconds=settings.outbox_relay_grace_seconds)
         next_sweep = time.monotonic() + interval
-        while True:
+        while not self._stopped.is_set():
             timeout = max(0.0, next_sweep - time.monotonic())
             ids: list[int] = []
             try:
@@ -66,6 +78,8 @@ class OutboxRelay:
                     ids.extend(self._queue.get_nowait())
             except queue.Empty:
                 pass
+            if self._stopped.is_set():
+                return
             try:
                 if ids and time.monotonic() >= self._broker_down_until:
                     self._dispatch(ids)
@@ -101,5 +115,9 @@ def get_relay() -> OutboxRelay:
 
 
 def reset_relay() -> None:
+    """Stops this process's relay thread; the next `get_relay()` starts afresh (tests and
+    settings changes)."""
     global _relay
+    if _relay is not None:
+        _relay.stop()
     _relay = None

@@ -1,3 +1,66 @@
-from fastapi import APIRouter
+"""`POST /webhooks/github`: the GitHub receiver (HTTP only; the rules are in `service`)."""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from app.api.deps import DbSession
+from app.config import get_settings
+from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from app.webhooks import service
+from app.webhooks.schemas import DeliveryResult
+
+router = APIRouter(tags=["webhooks"])
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _capped_body(request: Request) -> bytes:
+    """The raw body, refused with 413 before it is read whole when it exceeds the cap: on its
+    declared Content-Length at once, or while a chunked body streams in."""
+    limit = get_settings().webhook_max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise BadRequest("The Content-Length header is not a number.", code="invalid_header")
+        if int(declared) > limit:
+            raise _too_large(limit)
+    media_type = _media_type(request)
+    if media_type not in service.SUPPORTED_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            "Webhooks must be sent as application/json or application/x-www-form-urlencoded.",
+            content_type=media_type[:100],
+        )
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Webhook bodies are limited to {limit} bytes.", limit=limit)
+
+
+@router.post("/webhooks/github", response_model=DeliveryResult)
+def receive_github_webhook(
+    request: Request, body: Annotated[bytes, Depends(_capped_body)], session: DbSession
+) -> DeliveryResult:
+    """Receives a GitHub delivery: checks its signature, records it once per
+    `X-GitHub-Delivery`, and queues a build for a branch push."""
+    headers = request.headers
+    incoming = service.IncomingDelivery(
+        body=body,
+        media_type=_media_type(request),
+        event=headers.get("x-github-event"),
+        delivery_id=headers.get("x-github-delivery"),
+        signature=headers.get("x-hub-signature-256"),
+    )
+    return service.receive(session, incoming)

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("description", sa.String(length=140), nullable=False),
         sa.Column("target_url", sa.String(length=1000), nullable=True),
         sa.Column("delivery", sa.String(length=16), nullable=False),
+        sa.Column("skip_reason", sa.String(length=200), nullable=True),
         sa.Column("tries", sa.Integer(), nullable=False),
         sa.Column("next_try_at", TIMESTAMP, nullable=True),
         sa.Column("response_code", sa.Integer(), nullable=True),
@@ -47,6 +48,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_status_posts")),
     )
     op.create_index("ix_status_posts_build_order", "status_posts", ["build_id", "id"], unique=False)
+    op.create_index(
+        "ix_status_posts_due", "status_posts", ["delivery", "next_try_at"], unique=False
+    )
 
 
 def downgrade() -> None:

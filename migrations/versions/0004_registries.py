@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("healthy", sa.Boolean(), nullable=False),
         sa.Column("last_checked_at", TIMESTAMP, nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("repair_lease_expires_at", TIMESTAMP, nullable=True),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_registries")),
         sa.UniqueConstraint("name", name=op.f("uq_registries_name")),

@@ -1,0 +1,277 @@
+"""Turning a branch push into a queued build, and cancelling the builds it supersedes.
+
+A SHA is built once per repository: pushes of the same SHA (another branch, a redelivery, a
+concurrent push) share one build row, created with INSERT .. ON CONFLICT DO NOTHING so that
+concurrent inserts never fail. A build that is created, or a cancelled one pushed again, is
+enqueued through the outbox in the caller's transaction. Failed and errored builds are rebuilt only
+by an explicit retry, never by a push.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from functools import cache
+from typing import Any, TypedDict
+
+from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from app.broker import BUILD_TASK
+from app.builds.transitions import transition
+from app.config import get_settings
+from app.github.service import record_status
+from app.models import ACTIVE_STATUSES, Build, BuildStatus, Push, Repository
+from app.models.base import utcnow
+from app.outbox.service import enqueue
+
+SHORT_SHA_LENGTH = 7
+
+
+class BuildAction(enum.StrEnum):
+    CREATED = "created"
+    REQUEUED = "requeued"  # a cancelled build pushed again: a new attempt
+    EXISTING = "existing"  # the push shares a build that already exists
+
+
+class PushValues(TypedDict):
+    """The columns of a `pushes` row, but its build."""
+
+    repository_id: int
+    delivery_id: int | None
+    ref: str
+    branch: str | None
+    tag: str | None
+    before_sha: str
+    after_sha: str
+    forced: bool
+    created: bool
+    deleted: bool
+    pusher: str | None
+    head_commit_message: str | None
+    outcome: str
+
+
+@dataclass(frozen=True)
+class QueuedPush:
+    push_id: int
+    build_id: int
+    status: str
+    attempt: int
+    action: BuildAction
+    superseded_build_ids: list[int] = field(default_factory=list)
+
+
+def insert_for(session: Session, model: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (PostgreSQL and SQLite)."""
+    return dialect_insert(session.get_bind().dialect.name, model)
+
+
+def dialect_insert(dialect: str, model: Any) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"no INSERT .. ON CONFLICT support for {dialect}")
+
+
+# Statements are built once: building SQLAlchemy expressions costs more than running them.
+@cache
+def _insert_build(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect, Build)
+        .values(repository_id=bindparam("repository_id"), sha=bindparam("sha"))
+        .on_conflict_do_nothing(index_elements=["repository_id", "sha"])
+        .returning(Build.id, Build.status, Build.attempt)
+    )
+
+
+_INSERT_PUSH = insert(Push).returning(Push.id)
+_SELECT_BUILD = select(Build.id, Build.status, Build.attempt).where(
+    Build.repository_id == bindparam("repository_id"), Build.sha == bindparam("sha")
+)
+
+
+def matches_any(name: str, patterns: list[str]) -> bool:
+    """Case-sensitive fnmatch, like git ref names; `*` also matches `/`."""
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def branch_is_built(repository: Repository, branch: str) -> bool:
+    filters = repository.branch_filters or []
+    return not filters or matches_any(branch, filters)
+
+
+def record_push(session: Session, push: PushValues, build_id: int | None = None) -> int:
+    """Inserts a push row and returns its id. A Core INSERT: nothing in the session needs the
+    row as an object, so the unit of work would only add cost."""
+    push_id: int = (
+        session.connection().execute(_INSERT_PUSH, {**push, "build_id": build_id}).scalar_one()
+    )
+    return push_id
+
+
+def queue_push(session: Session, repository: Repository, push: PushValues) -> QueuedPush:
+    """Records `push` with the build of its SHA, creating or re-queueing that build when needed,
+    then cancels the branch's builds it supersedes."""
+    build_id, status, attempt, action = _find_or_create_build(
+        session, repository.id, push["after_sha"]
+    )
+    push_id = record_push(session, push, build_id)
+    superseded: list[int] = []
+    branch = push["branch"]
+    if branch is not None and _supersedes(repository, branch):
+        superseded = cancel_superseded_builds(
+            session,
+            repository.id,
+            branch=branch,
+            push_id=push_id,
+            sha=push["after_sha"],
+            keep_build_id=build_id,
+        )
+    return QueuedPush(push_id, build_id, status, attempt, action, superseded)
+
+
+def _find_or_create_build(
+    session: Session, repository_id: int, sha: str
+) -> tuple[int, str, int, BuildAction]:
+    params = {"repository_id": repository_id, "sha": sha}
+    dialect = session.get_bind().dialect.name
+    created = session.connection().execute(_insert_build(dialect), params).first()
+    if created is not None:
+        _enqueue_build(session, created.id)
+        record_status(session, created.id)
+        return created.id, created.status, created.attempt, BuildAction.CREATED
+    existing = session.connection().execute(_SELECT_BUILD, params).one()
+    if existing.status == BuildStatus.CANCELLED and start_new_attempt(
+        session, existing.id, attempt=existing.attempt, expected={BuildStatus.CANCELLED}
+    ):
+        _enqueue_build(session, existing.id)
+        return existing.id, BuildStatus.QUEUED.value, existing.attempt + 1, BuildAction.REQUEUED
+    return existing.id, existing.status, existing.attempt, BuildAction.EXISTING
+
+
+def start_new_attempt(
+    session: Session, build_id: int, *, attempt: int, expected: Iterable[BuildStatus]
+) -> bool:
+    """Moves a finished build back to queued as attempt `attempt + 1`, if it is still in one of
+    `expected` on `attempt`. The caller enqueues the build job."""
+    moved = transition(
+        session,
+        build_id,
+        BuildStatus.QUEUED,
+        expected=expected,
+        attempt=attempt,
+        queued_at=utcnow(),
+        started_at=None,
+        finished_at=None,
+        heartbeat_at=None,
+        lease_expires_at=None,
+        lease_retries=0,
+        build_host=None,
+        error=None,
+        cancel_reason=None,
+        superseded_by_push_id=None,
+    )
+    if moved:
+        # The conditional UPDATE above holds the row lock, so this cannot race.
+        session.execute(
+            update(Build)
+            .where(Build.id == build_id)
+            .values(attempt=attempt + 1)
+            .execution_options(synchronize_session="fetch")
+        )
+    return moved
+
+
+def _enqueue_build(session: Session, build_id: int) -> None:
+    enqueue(session, BUILD_TASK, [build_id], queue=get_settings().build_queue)
+
+
+def _supersedes(repository: Repository, branch: str) -> bool:
+    if not repository.cancel_superseded:
+        return False
+    return not matches_any(branch, repository.effective_protected_branches())
+
+
+def cancel_superseded_builds(
+    session: Session, repository_id: int, *, branch: str, push_id: int, sha: str, keep_build_id: int
+) -> list[int]:
+    """Cancels the queued or running builds of `branch` pushed before push `push_id` (of `sha`),
+    except the build that push points at and builds that are still the head of another branch or
+    a tag's build. Returns the ids it cancelled."""
+    reason = f"Superseded by {sha[:SHORT_SHA_LENGTH]}"
+    cancelled: list[int] = []
+    # Whole rows, held while `transition` runs: it then finds them in the session (the identity
+    # map holds rows weakly) instead of loading each one again.
+    for build in superseded_candidates(session, repository_id, branch, push_id):
+        build_id = build.id
+        if build_id == keep_build_id:
+            continue
+        if transition(
+            session,
+            build_id,
+            BuildStatus.CANCELLED,
+            expected=ACTIVE_STATUSES,
+            cancel_reason=reason,
+            superseded_by_push_id=push_id,
+            finished_at=utcnow(),
+        ):
+            cancelled.append(build_id)
+    return cancelled
+
+
+def superseded_candidates(
+    session: Session, repository_id: int, branch: str, before_push_id: int
+) -> list[Build]:
+    params = {"repository_id": repository_id, "branch": branch, "before_push_id": before_push_id}
+    return list(session.scalars(_SUPERSEDED_CANDIDATES, params))
+
+
+def _superseded_candidates_query() -> Any:
+    pushed_here = aliased(Push, name="pushed_here")
+    elsewhere = aliased(Push, name="elsewhere")
+    newer = aliased(Push, name="newer")
+    repository_id: Any = bindparam("repository_id")
+    branch: Any = bindparam("branch")
+    was_pushed_to_branch = (
+        exists()
+        .where(
+            pushed_here.build_id == Build.id,
+            pushed_here.repository_id == repository_id,
+            pushed_here.branch == branch,
+            pushed_here.id < bindparam("before_push_id"),
+        )
+        .correlate(Build)
+    )
+    # The head of a branch is its latest push (a deletion included, which ends its claim).
+    newer_on_that_branch = exists().where(
+        newer.repository_id == elsewhere.repository_id,
+        newer.branch == elsewhere.branch,
+        newer.id > elsewhere.id,
+    )
+    still_wanted_elsewhere = (
+        exists()
+        .where(
+            elsewhere.build_id == Build.id,
+            elsewhere.repository_id == repository_id,
+            (elsewhere.tag.is_not(None)) | ((elsewhere.branch != branch) & ~newer_on_that_branch),
+        )
+        .correlate(Build)
+    )
+    return (
+        select(Build)
+        .where(
+            Build.repository_id == repository_id,
+            Build.status.in_([status.value for status in ACTIVE_STATUSES]),
+            was_pushed_to_branch,
+            ~still_wanted_elsewhere,
+        )
+        .order_by(Build.id)
+    )
+
+
+_SUPERSEDED_CANDIDATES = _superseded_candidates_query()

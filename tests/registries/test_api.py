@@ -1,0 +1,172 @@
+"""The registries API and CLI: configuring replicas, their health, what each lacks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.cli.main import cli
+from app.models import Build, Image, Registry, Repository
+from app.registries.repository import record_presence
+from app.registries.service import proxy_reference
+
+
+def _image(session: Session, repository: Repository, n: int) -> Image:
+    build = Build(repository_id=repository.id, sha=f"{n:040x}")
+    session.add(build)
+    session.flush()
+    image = Image(
+        build_id=build.id,
+        repository="octo-app",
+        tag=build.sha,
+        manifest_digest=f"sha256:{n:064x}",
+        config_digest=f"sha256:{n + 1000:064x}",
+        media_type="application/vnd.docker.distribution.manifest.v2+json",
+        size=10,
+        layers=[],
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def test_replicas_are_created_listed_updated_and_deleted(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    created = client.post(
+        "/api/v1/registries", json={"name": "r1", "url": "127.0.0.1:5001"}, headers=auth
+    )
+    assert created.status_code == 201
+    assert created.json()["required"] is True
+    client.post(
+        "/api/v1/registries",
+        json={"name": "r2", "url": "10.0.0.2:5000", "required": False},
+        headers=auth,
+    )
+
+    listed = client.get("/api/v1/registries").json()["items"]
+    assert [(r["name"], r["url"], r["required"]) for r in listed] == [
+        ("r1", "127.0.0.1:5001", True),
+        ("r2", "10.0.0.2:5000", False),
+    ]
+
+    updated = client.patch(
+        "/api/v1/registries/r2", json={"required": True, "url": "10.0.0.3:5000"}, headers=auth
+    )
+    assert (updated.json()["required"], updated.json()["url"]) == (True, "10.0.0.3:5000")
+
+    assert client.delete("/api/v1/registries/r2", headers=auth).status_code == 204
+    assert client.get("/api/v1/registries/r2").status_code == 404
+    assert [r["name"] for r in client.get("/api/v1/registries").json()["items"]] == ["r1"]
+
+
+def test_writes_need_a_token(client: TestClient) -> None:
+    response = client.post("/api/v1/registries", json={"name": "r1", "url": "127.0.0.1:5001"})
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "code"),
+    [
+        ("r1", "127.0.0.1:5001; include /etc/passwd", "invalid_registry_url"),
+        ("r1", "127.0.0.1:5001 backup", "invalid_registry_url"),
+        ("r1", "127.0.0.1:70000", "invalid_registry_url"),
+        ("r1", "ftp://127.0.0.1:5001", "invalid_registry_url"),
+        ("R 1", "127.0.0.1:5001", "invalid_registry_name"),
+    ],
+)
+def test_names_and_urls_that_could_break_the_proxy_config_are_refused(
+    client: TestClient, auth: dict[str, str], name: str, url: str, code: str
+) -> None:
+    response = client.post("/api/v1/registries", json={"name": name, "url": url}, headers=auth)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+def test_a_duplicate_name_conflicts(client: TestClient, auth: dict[str, str]) -> None:
+    body = {"name": "r1", "url": "127.0.0.1:5001"}
+    client.post("/api/v1/registries", json=body, headers=auth)
+
+    response = client.post("/api/v1/registries", json=body, headers=auth)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "registry_exists"
+
+
+def test_missing_lists_what_a_replica_lacks_newest_first(
+    client: TestClient,
+    session: Session,
+    make_repository: Callable[..., Repository],
+) -> None:
+    repository = make_repository()
+    r1, r2 = Registry(name="r1", url="127.0.0.1:5001"), Registry(name="r2", url="127.0.0.1:5002")
+    session.add_all([r1, r2])
+    session.flush()
+    images = [_image(session, repository, n) for n in range(1, 4)]
+    for image in images:
+        record_presence(session, image.id, r1.id, verified_digest=image.manifest_digest, error=None)
+    record_presence(
+        session, images[0].id, r2.id, verified_digest=images[0].manifest_digest, error=None
+    )
+    record_presence(session, images[1].id, r2.id, verified_digest=None, error="connection refused")
+    r2.healthy, r2.last_error = False, "ConnectError: connection refused"
+    session.commit()
+
+    assert client.get("/api/v1/registries/r1/missing").json() == {"items": [], "next_cursor": None}
+    page = client.get("/api/v1/registries/r2/missing", params={"limit": 1}).json()
+    assert [(i["image_id"], i["state"]) for i in page["items"]] == [(images[2].id, "unknown")]
+    page = client.get(
+        "/api/v1/registries/r2/missing", params={"limit": 1, "cursor": page["next_cursor"]}
+    ).json()
+    assert [(i["image_id"], i["state"], i["last_error"]) for i in page["items"]] == [
+        (images[1].id, "missing", "connection refused")
+    ]
+
+    listed = {r["name"]: r for r in client.get("/api/v1/registries").json()["items"]}
+    assert (listed["r1"]["missing_images"], listed["r2"]["missing_images"]) == (0, 2)
+    assert listed["r2"]["healthy"] is False
+    assert listed["r2"]["last_error"] == "ConnectError: connection refused"
+    assert client.get("/api/v1/registries/r9/missing").status_code == 404
+
+
+def test_the_cli_adds_lists_and_removes_replicas(session: Session) -> None:
+    runner = CliRunner()
+
+    added = runner.invoke(cli, ["registry", "add", "r1", "127.0.0.1:5001"])
+    optional = runner.invoke(cli, ["registry", "add", "r2", "127.0.0.1:5002", "--optional"])
+    refused = runner.invoke(cli, ["registry", "add", "r3", "not a url"])
+    listed = runner.invoke(cli, ["registry", "list"])
+
+    assert added.exit_code == optional.exit_code == 0, added.output + optional.output
+    assert refused.exit_code == 1
+    assert "invalid_registry_url" in refused.output
+    lines = listed.output.splitlines()
+    assert lines[1].split()[:5] == ["r1", "127.0.0.1:5001", "required", "healthy", "0"]
+    assert lines[2].split()[:3] == ["r2", "127.0.0.1:5002", "optional"]
+
+    assert runner.invoke(cli, ["registry", "set", "r2", "--required"]).exit_code == 0
+    assert runner.invoke(cli, ["registry", "remove", "r1"]).exit_code == 0
+    session.expire_all()
+    rows = session.scalars(select(Registry)).all()
+    assert [(r.name, r.required) for r in rows] == [("r2", True)]
+    assert "lacks no image" in runner.invoke(cli, ["registry", "missing", "r2"]).output
+
+
+def test_proxy_reference_names_the_image_by_digest_through_the_proxy(
+    configure: Callable[..., None],
+) -> None:
+    configure(proxy_host="pull.example.com:5080")
+    digest = "sha256:" + uuid.uuid4().hex * 2
+    image = Image(repository="127.0.0.1:5000/octo-app", manifest_digest=digest)
+
+    assert proxy_reference(image) == f"pull.example.com:5080/octo-app@{digest}"
+    image.repository = "team/octo-app"
+    assert proxy_reference(image) == f"pull.example.com:5080/team/octo-app@{digest}"
