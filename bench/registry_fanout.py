@@ -102,14 +102,14 @@ def record(pushed: PushedImage) -> int:
 
 
 def push_to_one(local: str, cluster: RegistryCluster, repository: str) -> None:
-    push(local, cluster[0].address, repository, uuid.uuid4().hex)
+    push(local, cluster[0].host, repository, uuid.uuid4().hex)
 
 
 def push_and_replicate(local: str, cluster: RegistryCluster, repository: str) -> None:
     """What a build does: one `docker push`, then Cartridge copies to the other replicas."""
     tag = uuid.uuid4().hex
-    push(local, cluster[0].address, repository, tag)
-    image_id = record(read_image(cluster[0].address, repository, tag))
+    push(local, cluster[0].host, repository, tag)
+    image_id = record(read_image(cluster[0].host, repository, tag))
     with session_scope() as session:
         result = replicate_image(session, image_id)
     if not result.quorum_met:
@@ -118,7 +118,7 @@ def push_and_replicate(local: str, cluster: RegistryCluster, repository: str) ->
 
 def push_to_each(local: str, cluster: RegistryCluster, repository: str) -> None:
     for replica in cluster.replicas:
-        push(local, replica.address, repository, uuid.uuid4().hex)
+        push(local, replica.host, repository, uuid.uuid4().hex)
 
 
 PUSHES: dict[str, Callable[[str, RegistryCluster, str], None]] = {
@@ -189,14 +189,14 @@ def herd(args: argparse.Namespace, cluster: RegistryCluster, work: Path) -> Herd
     local = fresh_image(args)
     repository = f"bench/herd-{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex
-    push(local, cluster[0].address, repository, tag)
+    push(local, cluster[0].host, repository, tag)
     docker("rmi", local)
-    image = read_image(cluster[0].address, repository, tag)
+    image = read_image(cluster[0].host, repository, tag)
     with session_scope() as session:
         if not replicate_image(session, record(image)).quorum_met:
             raise RuntimeError("the herd image did not reach every replica")
 
-    direct = pull_all(f"http://{cluster[0].address}/v2/{repository}", image, args.pulls)
+    direct = pull_all(f"http://{cluster[0].host}/v2/{repository}", image, args.pulls)
     port = free_port()
     os.environ.update(
         {
@@ -210,7 +210,7 @@ def herd(args: argparse.Namespace, cluster: RegistryCluster, work: Path) -> Herd
         config = proxy_config(session)
     before = cluster.blob_downloads()
     with nginx_proxy(work / "proxy", port, config) as proxy:
-        base = f"http://{proxy.address}/v2/{repository}"
+        base = f"http://{proxy.host}/v2/{repository}"
         cold = pull_all(base, image, args.pulls)
         fetches = cluster.blob_downloads() - before
         warm = pull_all(base, image, args.pulls)
@@ -290,14 +290,14 @@ def main() -> None:
             os.environ.update(
                 {
                     "CARTRIDGE_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
-                    "CARTRIDGE_REGISTRY_URL": cluster[0].address,
+                    "CARTRIDGE_REGISTRY_URL": cluster[0].host,
                 }
             )
             reset_caches()
             migrate.upgrade(os.environ["CARTRIDGE_DATABASE_URL"])
             with session_scope() as session:
                 session.add_all(
-                    Registry(name=r.name, url=r.address, required=True) for r in cluster.replicas
+                    Registry(name=r.name, url=r.host, required=True) for r in cluster.replicas
                 )
             fan = fan_out(args, cluster)
             pulls = herd(args, cluster, work)

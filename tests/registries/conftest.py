@@ -40,8 +40,8 @@ def replicas(
     session: Session, cluster: RegistryCluster, configure: Callable[..., None]
 ) -> list[Registry]:
     """The three replicas registered (all required); builds push to the first."""
-    configure(registry_url=cluster[0].address)
-    rows = [Registry(name=r.name, url=r.address, required=True) for r in cluster.replicas]
+    configure(registry_url=cluster[0].host)
+    rows = [Registry(name=r.name, url=r.host, required=True) for r in cluster.replicas]
     session.add_all(rows)
     session.commit()
     return rows

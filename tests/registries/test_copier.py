@@ -34,7 +34,7 @@ async def _tee_to(
 ) -> list[_Replica]:
     async with httpx.AsyncClient(timeout=30) as http:
         replicas = [
-            _Replica(RegistryClient(http, cluster[i].address), Target(cluster[i].address))
+            _Replica(RegistryClient(http, cluster[i].host), Target(cluster[i].host))
             for i in indexes
         ]
         locations = [await r.client.start_upload("tee/test") for r in replicas]
@@ -55,7 +55,7 @@ def test_a_target_lost_mid_stream_drops_out_and_the_others_finish(
     healthy, lost = replicas
     assert (healthy.failed, healthy.report.blobs_copied) == (False, 1)
     assert healthy.report.bytes_copied == len(BLOB)
-    assert _has_blob(cluster[1].address)
+    assert _has_blob(cluster[1].host)
     assert lost.failed
     assert lost.report.error
     assert lost.report.blobs_copied == 0
@@ -68,5 +68,5 @@ def test_a_source_failing_mid_stream_stops_every_upload(cluster: RegistryCluster
     with pytest.raises(httpx.ReadError):
         asyncio.run(_tee_to(cluster, [1, 2], _chunks(after_first=source_breaks)))
 
-    assert not _has_blob(cluster[1].address)
-    assert not _has_blob(cluster[2].address)
+    assert not _has_blob(cluster[1].host)
+    assert not _has_blob(cluster[2].host)

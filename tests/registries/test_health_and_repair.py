@@ -16,10 +16,10 @@ from app.models import Image, OutboxMessage, Registry
 from app.models.base import utcnow
 from app.registries.replication import quorum_met, replicate_image
 from app.registries.repository import claim_repair
+from tests.support.registry import RunningRegistry
 from tests.support.registry_cluster import (
     PushedImage,
     RegistryCluster,
-    RegistryProcess,
     push_image,
 )
 
@@ -55,14 +55,14 @@ def test_health_is_recorded_and_a_401_counts_as_healthy(
     replicas: list[Registry],
     tmp_path: Path,
 ) -> None:
-    with_auth = RegistryProcess(
-        "r-auth",
+    with_auth = RunningRegistry(
         tmp_path / "r-auth",
+        name="r-auth",
         extra_config="auth:\n  silly:\n    realm: cartridge-tests\n    service: cartridge\n",
     )
     with_auth.start()
     try:
-        session.add(Registry(name="r-auth", url=with_auth.address))
+        session.add(Registry(name="r-auth", url=with_auth.host))
         session.commit()
         cluster[1].stop()
 
@@ -90,7 +90,7 @@ def test_a_replica_down_during_a_push_is_repaired_when_it_is_back(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    image = record_image(push_image(cluster[0].address, repository_path))
+    image = record_image(push_image(cluster[0].host, repository_path))
     cluster[2].stop()
     assert not replicate_image(session, image.id).quorum_met
     session.commit()
@@ -128,7 +128,7 @@ def test_overlapping_repairs_of_one_replica_do_nothing_twice(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    image = record_image(push_image(cluster[0].address, repository_path))
+    image = record_image(push_image(cluster[0].host, repository_path))
     cluster[2].stop()
     replicate_image(session, image.id)
     session.commit()

@@ -68,7 +68,7 @@ def pushed(
     record_image: Callable[[PushedImage], Image],
 ) -> PushedImage:
     """An image on every replica."""
-    image = push_image(cluster[0].address, repository_path, layers=3, layer_bytes=1 << 20)
+    image = push_image(cluster[0].host, repository_path, layers=3, layer_bytes=1 << 20)
     assert replicate_image(session, record_image(image).id).quorum_met
     session.commit()
     return image
@@ -90,7 +90,7 @@ def test_docker_and_skopeo_pull_through_the_proxy(
     pushed: PushedImage, start_proxy: Callable[[], NginxProxy], tmp_path: Path
 ) -> None:
     proxy = start_proxy()
-    by_digest = f"{proxy.address}/{pushed.repository}@{pushed.manifest_digest}"
+    by_digest = f"{proxy.host}/{pushed.repository}@{pushed.manifest_digest}"
 
     docker("pull", by_digest)
     try:
@@ -99,7 +99,7 @@ def test_docker_and_skopeo_pull_through_the_proxy(
     finally:
         docker("rmi", "-f", by_digest)
 
-    by_tag = f"{proxy.address}/{pushed.repository}:{pushed.tag}"
+    by_tag = f"{proxy.host}/{pushed.repository}:{pushed.tag}"
     assert _skopeo_copy(by_tag, tmp_path / "first") == pushed.manifest_digest
     assert _skopeo_copy(by_tag, tmp_path / "second") == pushed.manifest_digest
 
@@ -113,7 +113,7 @@ def test_the_proxy_refuses_writes_and_always_names_its_api_version(
     pushed: PushedImage, start_proxy: Callable[[], NginxProxy]
 ) -> None:
     proxy = start_proxy()
-    base = f"http://{proxy.address}/v2/{pushed.repository}"
+    base = f"http://{proxy.host}/v2/{pushed.repository}"
 
     for method, path in [
         ("POST", "/blobs/uploads/"),
@@ -134,7 +134,7 @@ def test_the_proxy_refuses_writes_and_always_names_its_api_version(
     assert "sha256:" + hashlib.sha256(get.content).hexdigest() == pushed.manifest_digest
     blob = httpx.get(f"{base}/blobs/{pushed.config_digest}")
     missing = httpx.get(f"{base}/blobs/sha256:{'0' * 64}")
-    for response in (head, get, blob, missing, httpx.get(f"http://{proxy.address}/v2/")):
+    for response in (head, get, blob, missing, httpx.get(f"http://{proxy.host}/v2/")):
         assert response.headers.get_list("Docker-Distribution-Api-Version") == ["registry/2.0"]
     assert missing.status_code == 404
 
@@ -148,7 +148,7 @@ def test_pulls_survive_a_stopped_replica_and_one_that_missed_the_push(
     start_proxy: Callable[[], NginxProxy],
     tmp_path: Path,
 ) -> None:
-    image = push_image(cluster[0].address, repository_path, layers=3)
+    image = push_image(cluster[0].host, repository_path, layers=3)
     cluster[2].stop()
     assert not replicate_image(session, record_image(image).id).quorum_met
     session.commit()
@@ -156,9 +156,9 @@ def test_pulls_survive_a_stopped_replica_and_one_that_missed_the_push(
     proxy = start_proxy()
     cluster[0].stop()  # the source goes down after the config was generated
 
-    by_tag = f"{proxy.address}/{repository_path}:{image.tag}"
+    by_tag = f"{proxy.host}/{repository_path}:{image.tag}"
     assert _skopeo_copy(by_tag, tmp_path / "pulled") == image.manifest_digest
-    by_digest = f"{proxy.address}/{repository_path}@{image.manifest_digest}"
+    by_digest = f"{proxy.host}/{repository_path}@{image.manifest_digest}"
     docker("pull", by_digest)
     docker("rmi", "-f", by_digest)
 
@@ -177,7 +177,7 @@ def test_cached_images_stay_pullable_while_every_replica_is_down(
 ) -> None:
     configure(proxy_tag_cache_seconds=1)
     proxy = start_proxy()
-    by_tag = f"{proxy.address}/{pushed.repository}:{pushed.tag}"
+    by_tag = f"{proxy.host}/{pushed.repository}:{pushed.tag}"
     assert _skopeo_copy(by_tag, tmp_path / "warm") == pushed.manifest_digest
     for replica in cluster.replicas:
         replica.stop()
@@ -193,7 +193,7 @@ def test_fifty_concurrent_pulls_fetch_each_blob_from_the_replicas_once(
 ) -> None:
     proxy = start_proxy()
     before = cluster.blob_downloads()
-    base = f"http://{proxy.address}/v2/{pushed.repository}"
+    base = f"http://{proxy.host}/v2/{pushed.repository}"
     start_together = threading.Barrier(50)
 
     def pull(_: int) -> list[str]:

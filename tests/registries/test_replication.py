@@ -41,7 +41,7 @@ def test_an_image_pushed_once_is_copied_to_every_replica_and_verified(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    pushed = push_image(cluster[0].address, repository_path)
+    pushed = push_image(cluster[0].host, repository_path)
     image = record_image(pushed)
 
     result = replicate_image(session, image.id)
@@ -54,10 +54,10 @@ def test_an_image_pushed_once_is_copied_to_every_replica_and_verified(
     assert by_name["r1"].blobs_copied == 0  # the source is only verified
     assert by_name["r2"].blobs_copied == by_name["r3"].blobs_copied == blob_count
     # The manifest arrives byte for byte, so it keeps its digest, by tag and by digest.
-    original = _manifest_bytes(cluster[0].address, repository_path, pushed.tag, pushed.media_type)
+    original = _manifest_bytes(cluster[0].host, repository_path, pushed.tag, pushed.media_type)
     for replica in cluster.replicas[1:]:
         for reference in (pushed.tag, pushed.manifest_digest):
-            copied = _manifest_bytes(replica.address, repository_path, reference, pushed.media_type)
+            copied = _manifest_bytes(replica.host, repository_path, reference, pushed.media_type)
             assert copied == original
     assert "sha256:" + hashlib.sha256(original).hexdigest() == pushed.manifest_digest
 
@@ -75,7 +75,7 @@ def test_replicating_again_only_verifies(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    image = record_image(push_image(cluster[0].address, repository_path))
+    image = record_image(push_image(cluster[0].host, repository_path))
     replicate_image(session, image.id)
     session.commit()
     uploads_before = [
@@ -101,11 +101,11 @@ def test_blobs_of_another_repository_are_mounted_not_sent_again(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    first = record_image(push_image(cluster[0].address, repository_path + "-a"))
+    first = record_image(push_image(cluster[0].host, repository_path + "-a"))
     replicate_image(session, first.id)
     session.commit()
     # A second repository built on the same base image shares its base layers.
-    second_pushed = push_image(cluster[0].address, repository_path + "-b")
+    second_pushed = push_image(cluster[0].host, repository_path + "-b")
     shared = set(second_pushed.blob_digests()) & {str(layer["digest"]) for layer in first.layers}
     assert shared
     second = record_image(second_pushed)
@@ -126,7 +126,7 @@ def test_a_replica_down_during_the_push_breaks_the_quorum_unless_it_allows_for_i
     record_image: Callable[[PushedImage], Image],
     configure: Callable[..., None],
 ) -> None:
-    image = record_image(push_image(cluster[0].address, repository_path))
+    image = record_image(push_image(cluster[0].host, repository_path))
     cluster[2].stop()
 
     result = replicate_image(session, image.id)
@@ -161,7 +161,7 @@ def test_a_replica_that_refuses_uploads_fails_alone(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    image = record_image(push_image(cluster[0].address, repository_path))
+    image = record_image(push_image(cluster[0].host, repository_path))
     cluster[2].stop()
     cluster[2].read_only = True
     cluster[2].start()
@@ -182,7 +182,7 @@ def test_an_image_the_source_does_not_have_is_verified_nowhere(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    pushed = push_image(cluster[0].address, repository_path)
+    pushed = push_image(cluster[0].host, repository_path)
     elsewhere = PushedImage(
         repository=repository_path + "-never-pushed",
         tag="v1",
@@ -208,9 +208,9 @@ def test_an_index_is_copied_with_the_manifests_it_lists(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    pushed = push_image(cluster[0].address, repository_path)
+    pushed = push_image(cluster[0].host, repository_path)
     child = _manifest_bytes(
-        cluster[0].address, repository_path, pushed.manifest_digest, pushed.media_type
+        cluster[0].host, repository_path, pushed.manifest_digest, pushed.media_type
     )
     index = json.dumps(
         {
@@ -227,12 +227,12 @@ def test_an_index_is_copied_with_the_manifests_it_lists(
         }
     ).encode()
     put = httpx.put(
-        f"http://{cluster[0].address}/v2/{repository_path}/manifests/multi",
+        f"http://{cluster[0].host}/v2/{repository_path}/manifests/multi",
         content=index,
         headers={"Content-Type": OCI_INDEX},
     )
     assert put.status_code == 201, put.text
-    index_image = read_image(cluster[0].address, repository_path, pushed.tag)
+    index_image = read_image(cluster[0].host, repository_path, pushed.tag)
     image = record_image(
         PushedImage(
             repository=repository_path,
@@ -249,10 +249,10 @@ def test_an_index_is_copied_with_the_manifests_it_lists(
 
     assert result.quorum_met
     for replica in cluster.replicas[1:]:
-        assert _manifest_bytes(replica.address, repository_path, "multi", OCI_INDEX) == index
+        assert _manifest_bytes(replica.host, repository_path, "multi", OCI_INDEX) == index
         assert (
             _manifest_bytes(
-                replica.address, repository_path, pushed.manifest_digest, pushed.media_type
+                replica.host, repository_path, pushed.manifest_digest, pushed.media_type
             )
             == child
         )
@@ -265,8 +265,8 @@ def test_without_configured_replicas_the_push_registry_is_the_one_replica(
     repository_path: str,
     record_image: Callable[[PushedImage], Image],
 ) -> None:
-    configure(registry_url=cluster[0].address)
-    image = record_image(push_image(cluster[0].address, repository_path))
+    configure(registry_url=cluster[0].host)
+    image = record_image(push_image(cluster[0].host, repository_path))
 
     result = replicate_image(session, image.id)
     session.commit()
@@ -274,4 +274,4 @@ def test_without_configured_replicas_the_push_registry_is_the_one_replica(
     assert result.quorum_met
     assert result.verified_on == ["default"]
     registry = session.scalars(select(Registry)).one()
-    assert (registry.name, registry.url, registry.required) == ("default", cluster[0].address, True)
+    assert (registry.name, registry.url, registry.required) == ("default", cluster[0].host, True)

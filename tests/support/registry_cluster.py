@@ -9,130 +9,28 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import tempfile
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from app.registries.distribution import DOCKER_MANIFEST, accept_header
-from tests.support.server import free_port
+from tests.support.registry import ACCESS_LINE, RunningRegistry, stop_process, wait_until
 
 BASE_IMAGE = "cartridge/base:latest"
-ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ')
-
-REGISTRY_CONFIG = """\
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-  maintenance:
-    readonly:
-      enabled: {read_only}
-http:
-  addr: 127.0.0.1:{port}
-  secret: {secret}
-  relativeurls: true
-"""
-
-
-def _wait_until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} not ready after {timeout}s")
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
-@dataclass
-class RegistryProcess:
-    """One `docker-registry` replica with its own config, storage and access log."""
-
-    name: str
-    directory: Path
-    port: int = field(default_factory=free_port)
-    # More top-level YAML for the registry's config, e.g. an `auth:` section.
-    extra_config: str = ""
-    # A replica in maintenance: it serves pulls and refuses uploads.
-    read_only: bool = False
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "access.log"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        config = self.directory / "config.yml"
-        config.write_text(
-            REGISTRY_CONFIG.format(
-                root=self.directory / "storage",
-                port=self.port,
-                secret=uuid.uuid4().hex,
-                read_only=str(self.read_only).lower(),
-            )
-            + self.extra_config
-        )
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                ["docker-registry", "serve", str(config)], stdout=log, stderr=log
-            )
-        _wait_until(self.is_up, f"registry {self.name}")
-
-    def stop(self) -> None:
-        _stop(self.process)
-        self.process = None
-
-    def is_up(self) -> bool:
-        try:
-            return httpx.get(f"http://{self.address}/v2/", timeout=1).status_code in (200, 401)
-        except httpx.HTTPError:
-            return False
-
-    def requests(self) -> list[tuple[str, str, int]]:
-        """(method, path, status) of every request the replica served, from its access log."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return [
-            (m["method"], m["path"], int(m["status"]))
-            for m in (ACCESS_LINE.search(line) for line in text.splitlines())
-            if m
-        ]
 
 
 @dataclass
 class RegistryCluster:
-    replicas: list[RegistryProcess]
+    replicas: list[RunningRegistry]
 
-    def __getitem__(self, index: int) -> RegistryProcess:
+    def __getitem__(self, index: int) -> RunningRegistry:
         return self.replicas[index]
 
     def blob_downloads(self) -> Counter[str]:
@@ -148,7 +46,7 @@ class RegistryCluster:
 @contextmanager
 def registry_cluster(directory: Path, count: int = 3) -> Iterator[RegistryCluster]:
     cluster = RegistryCluster(
-        [RegistryProcess(f"r{i + 1}", directory / f"r{i + 1}") for i in range(count)]
+        [RunningRegistry(directory / f"r{i + 1}", name=f"r{i + 1}") for i in range(count)]
     )
     try:
         for replica in cluster.replicas:
@@ -168,7 +66,7 @@ class NginxProxy:
     process: subprocess.Popen[bytes] | None = None
 
     @property
-    def address(self) -> str:
+    def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     @property
@@ -189,10 +87,10 @@ class NginxProxy:
         log = (self.directory / "nginx.stderr").open("ab")
         self.process = subprocess.Popen([*command, "-g", directives], stdout=log, stderr=log)
         log.close()
-        _wait_until(self._answers, "nginx")
+        wait_until(self._answers, "nginx")
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         self.process = None
 
     def _answers(self) -> bool:
@@ -200,7 +98,7 @@ class NginxProxy:
             stderr = (self.directory / "nginx.stderr").read_text()
             raise RuntimeError(f"nginx exited: {stderr}")
         try:
-            httpx.get(f"http://{self.address}/", timeout=1)
+            httpx.get(f"http://{self.host}/", timeout=1)
         except httpx.HTTPError:
             return False
         return True
