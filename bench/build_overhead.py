@@ -147,7 +147,7 @@ def cartridge_build(repository_id: int, sha: str) -> tuple[float, dict[str, floa
         time.sleep(0.02)
     if status != "succeeded":
         raise RuntimeError(f"build {build_id} {status}:\n{log[-3000:]}")
-    steps = {m[0]: float(m[1]) for m in re.findall(r"^==> (\w+) ([\d.]+)s$", log, re.M)}
+    steps = {m[0]: float(m[1]) for m in re.findall(r"^==> (\w+) ([\d.]+)s(?::|$)", log, re.M)}
     steps["dispatch"] = dispatch  # from the commit of the build row to the worker's claim
     return elapsed, steps
 
@@ -338,7 +338,9 @@ def main() -> None:
                 docker_support.remove_images(f"{registry.host}/")
         finally:
             from app.db import reset_caches
+            from app.outbox.relay import reset_relay
 
+            reset_relay()
             reset_caches()
             admin(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
 

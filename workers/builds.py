@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from celery.signals import worker_shutting_down
@@ -42,7 +43,7 @@ from workers.pipeline.outcomes import (
     BuildHandedBack,
 )
 from workers.pipeline.run import BuildJob, BuiltImage, run_pipeline
-from workers.pipeline.workspace import sweep_stale
+from workers.pipeline.workspace import sweep_stale, workspace
 
 log = logging.getLogger(__name__)
 celery_app = get_celery()
@@ -73,7 +74,9 @@ def run_build(build_id: int) -> str:
         secrets=[settings.git_token.get_secret_value()] if settings.git_token else [],
     )
     try:
-        return execute(job, settings, build_log)
+        # The workspace goes once the outcome is recorded, off the path to a green status.
+        with workspace(settings.workspace_dir, job.build_id, job.attempt) as root:
+            return execute(job, settings, build_log, root)
     finally:
         build_log.close()
 
@@ -110,7 +113,7 @@ def claim(build_id: int, settings: Settings) -> BuildJob | None:
         )
 
 
-def execute(job: BuildJob, settings: Settings, build_log: BuildLog) -> str:
+def execute(job: BuildJob, settings: Settings, build_log: BuildLog, root: Path) -> str:
     started_at = utcnow()
     started = time.monotonic()
     build_log.line(
@@ -128,7 +131,13 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog) -> str:
             timeout_seconds=settings.build_timeout_seconds,
         ):
             built = run_pipeline(
-                job, settings, api=api, log=build_log, control=control, started=started_at
+                job,
+                settings,
+                api=api,
+                log=build_log,
+                control=control,
+                started=started_at,
+                root=root,
             )
             control.check()
             replicate(job, built, build_log)
@@ -169,7 +178,7 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
             labels=built.labels,
         )
         result = replicate_image(session, image.id, source=published.registry)
-    build_log.line(f"==> replicas {time.monotonic() - started:.1f}s: {result.describe()}")
+    build_log.line(f"==> replicas {time.monotonic() - started:.2f}s: {result.describe()}")
     if not result.quorum_met:
         raise BuildErrored(f"image not verified on enough replicas: {result.describe()}")
 

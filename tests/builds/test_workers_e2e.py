@@ -126,7 +126,8 @@ def test_cancelling_a_running_build_stops_its_container(
     )
     assert status_of(session, build) == "cancelled"
     assert "compile done" not in log_of(session, build)
-    assert not list(get_settings().workspace_dir.glob(f"build-{build.id}-*"))
+    workspace = get_settings().workspace_dir
+    wait_for("the workspace to go", lambda: not list(workspace.glob(f"build-{build.id}-*")))
 
     # The worker is free again.
     fixed = push_commit(sample_repository, {"container/compile": COMPILE})

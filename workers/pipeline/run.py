@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import docker
 
@@ -15,7 +16,6 @@ from workers.pipeline.conventions import check_repository
 from workers.pipeline.fetch import fetch_commit, redact_url
 from workers.pipeline.image_build import build_image, ensure_base_image
 from workers.pipeline.publish import PublishedImage, push_and_verify
-from workers.pipeline.workspace import workspace
 
 
 @dataclass(frozen=True)
@@ -44,39 +44,40 @@ def run_pipeline(
     log: BuildLog,
     control: BuildControl,
     started: datetime,
+    root: Path,
 ) -> BuiltImage:
+    """Runs the steps in `root`, an empty per-build directory the caller removes afterwards."""
     source = redact_url(job.clone_url)
     token = settings.git_token.get_secret_value() if settings.git_token else None
     tag = f"{settings.registry_url}/{job.image_name}:{job.sha}"
-    with workspace(settings.workspace_dir, job.build_id, job.attempt) as root:
-        checkout = root / "checkout"
-        with log.step("fetch", f"{source} at {job.sha}"):
-            fetch_commit(job.clone_url, job.sha, checkout, token=token, log=log, control=control)
-        control.check()
-        with log.step("validate", "container/compile, container/roles.json"):
-            conventions = check_repository(checkout)
-            log.line(f"roles: {', '.join(sorted(conventions.roles)) or '(none)'}")
-        with log.step("build", f"{tag} from {job.base_image}"):
-            ensure_base_image(api, job.base_image, settings.host_name)
-            labels = image_labels(
-                sha=job.sha,
-                source=source,
-                created=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                repository=job.repository,
-                roles=conventions.roles,
-            )
-            context = build_context(
-                checkout, job.sha, conventions, base_image=job.base_image, labels=labels
-            )
-            image_id = build_image(
-                api,
-                context,
-                tag=tag,
-                network=settings.build_network,
-                log=log,
-                control=control,
-            )
-            labels = api.inspect_image(image_id)["Config"].get("Labels") or labels
+    checkout = root / "checkout"
+    with log.step("fetch", f"{source} at {job.sha}"):
+        fetch_commit(job.clone_url, job.sha, checkout, token=token, log=log, control=control)
+    control.check()
+    with log.step("validate", "container/compile, container/roles.json"):
+        conventions = check_repository(checkout)
+        log.line(f"roles: {', '.join(sorted(conventions.roles)) or '(none)'}")
+    with log.step("build", f"{tag} from {job.base_image}"):
+        ensure_base_image(api, job.base_image, settings.host_name)
+        labels = image_labels(
+            sha=job.sha,
+            source=source,
+            created=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            repository=job.repository,
+            roles=conventions.roles,
+        )
+        context = build_context(
+            checkout, job.sha, conventions, base_image=job.base_image, labels=labels
+        )
+        image_id = build_image(
+            api,
+            context,
+            tag=tag,
+            network=settings.build_network,
+            log=log,
+            control=control,
+        )
+        labels = api.inspect_image(image_id)["Config"].get("Labels") or labels
     control.check()
     with log.step("push", tag):
         published = push_and_verify(

@@ -17,9 +17,9 @@ def workspace_path(root: Path, build_id: int, attempt: int) -> Path:
 
 @contextmanager
 def workspace(root: Path, build_id: int, attempt: int) -> Iterator[Path]:
+    """A path for one build attempt, empty on entry (not yet created) and removed on exit."""
     path = workspace_path(root, build_id, attempt)
     shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
     try:
         yield path
     finally:
