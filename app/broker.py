@@ -22,7 +22,7 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
-            # Without this kombu writes its exchange bindings into ./control.
+            # Otherwise kombu keeps its exchange table in ./control, wherever the process runs.
             "control_folder": str(folder / "control"),
             "store_processed": False,
         }

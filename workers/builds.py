@@ -143,7 +143,7 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog) -> str:
         log.exception("build %s: internal error", job.build_id)
         build_log.write(traceback.format_exc())
         return finish(job, build_log, BuildStatus.ERRORED, f"internal error: {exc!r}")
-    build_log.line(f"==> succeeded in {time.monotonic() - started:.1f}s")
+    build_log.line(f"==> succeeded in {time.monotonic() - started:.2f}s")
     return finish(job, build_log, BuildStatus.SUCCEEDED, None)
 
 

@@ -8,10 +8,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.builds.schemas import image_reference
+from app.config import get_settings
 from app.errors import NotFound
 from app.images import repository
-from app.images.schemas import ImageOut, Layer
+from app.images.schemas import ImageOut, Layer, ReplicaPresence
 from app.models import Image
+from app.registries.repository import PRESENT
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -59,35 +62,51 @@ def get_by_digest(session: Session, digest: str) -> ImageOut:
     found = repository.by_digest(session, digest) if DIGEST.match(digest) else None
     if found is None:
         raise NotFound(f"No image has the digest {digest}.", code="image_not_found")
-    return _out(found)
+    return _out(session, found)
 
 
 def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
     found = repository.by_repository_and_sha(session, f"{owner}/{name}", sha)
     if found is None:
         raise NotFound(
-            f"{owner}/{name} has no image for {sha} (not built, or its build is not green).",
+            f"{owner}/{name} has no image for {sha} (not built yet, or its build failed).",
             code="image_not_found",
         )
-    return _out(found)
+    return _out(session, found)
 
 
-def _out(found: repository.ImageOrigin) -> ImageOut:
+def _out(session: Session, found: repository.ImageOrigin) -> ImageOut:
     image = found.image
+    replicas = [
+        ReplicaPresence(
+            registry=registry.name,
+            required=registry.required,
+            present=replica is not None
+            and replica.state == PRESENT
+            and replica.verified_digest == image.manifest_digest,
+            verified_at=replica.verified_at if replica is not None else None,
+        )
+        for registry, replica in repository.replicas_of(session, image.id)
+    ]
     return ImageOut(
         id=image.id,
         build_id=image.build_id,
+        build_status=found.build_status,
         attempt=image.attempt,
         source_repository=found.full_name,
         sha=found.sha,
         repository=image.repository,
         tag=image.tag,
         digest=image.manifest_digest,
+        reference=image_reference(
+            get_settings().proxy_host, image.repository, image.manifest_digest
+        ),
         config_digest=image.config_digest,
         media_type=image.media_type,
         size=image.size,
         layers=[Layer(**layer) for layer in image.layers],
         roles=image.roles,
         labels=image.labels,
+        replicas=replicas,
         created_at=image.created_at,
     )

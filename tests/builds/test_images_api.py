@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.images.service import record
-from app.models import Build, Repository
+from app.models import Build, ImageReplica, Registry, Repository
+from app.models.base import utcnow
 
 DIGEST = "sha256:" + "d" * 64
 SHA = "e" * 40
@@ -17,7 +18,7 @@ MakeBuild = Callable[[Repository, str], Build]
 
 def recorded_image(session: Session, make_repository, make_build: MakeBuild) -> Build:  # type: ignore[no-untyped-def]
     build = make_build(make_repository("octo/app", image_name="octo-app"), SHA)
-    record(
+    image = record(
         session,
         build_id=build.id,
         attempt=1,
@@ -30,6 +31,23 @@ def recorded_image(session: Session, make_repository, make_build: MakeBuild) -> 
         layers=[{"digest": "sha256:" + "1" * 64, "size": 1000, "media_type": "layer"}],
         roles={"web": "bin/server"},
         labels={"org.opencontainers.image.revision": SHA},
+    )
+    one = Registry(name="one", url="127.0.0.1:5001", required=True)
+    two = Registry(name="two", url="127.0.0.1:5002", required=False)
+    three = Registry(name="three", url="127.0.0.1:5003", required=True)
+    session.add_all([one, two, three])
+    session.flush()
+    session.add_all(
+        [
+            ImageReplica(
+                image_id=image.id,
+                registry_id=one.id,
+                state="present",
+                verified_digest=DIGEST,
+                verified_at=utcnow(),
+            ),
+            ImageReplica(image_id=image.id, registry_id=two.id, state="missing"),
+        ]
     )
     session.commit()
     return build
@@ -49,7 +67,13 @@ def test_an_image_is_found_by_digest_and_by_sha(
     assert by_digest.status_code == 200
     assert by_sha.json() == by_digest.json()
     body = by_digest.json()
-    assert body["build_id"] == build.id
+    assert (body["build_id"], body["build_status"]) == (build.id, "queued")
+    assert body["reference"] == f"127.0.0.1:5080/octo-app@{DIGEST}"
+    assert [(r["registry"], r["required"], r["present"]) for r in body["replicas"]] == [
+        ("one", True, True),
+        ("three", True, False),
+        ("two", False, False),
+    ]
     assert (body["source_repository"], body["sha"]) == ("octo/app", SHA)
     assert (body["repository"], body["tag"], body["digest"]) == ("octo-app", SHA, DIGEST)
     assert body["size"] == 1234

@@ -110,22 +110,26 @@ def test_live_leases_and_other_statuses_are_left_alone(
 
 
 def test_a_shutting_down_worker_hands_back_only_its_own_running_build(
-    session: Session, build_env: dict[str, str], build: Build
+    session: Session,
+    build_env: dict[str, str],
+    make_repository,
+    make_build: MakeBuild,  # type: ignore[no-untyped-def]
 ) -> None:
     settings = get_settings()
-    running(session, build, lease_left=30, host="another-host")
-    assert not hand_back(session, build.id, settings, note="shutting down")
-
-    session.rollback()
-    transition(session, build.id, BuildStatus.RUNNING, build_host=settings.host_name)
-    session.execute(
-        Build.__table__.update().where(Build.id == build.id).values(build_host=settings.host_name)
+    repository = make_repository()
+    elsewhere = running(session, make_build(repository, "1" * 40), lease_left=30, host="host-9")
+    here = running(
+        session, make_build(repository, "2" * 40), lease_left=30, host=settings.host_name
     )
+
+    assert not hand_back(session, elsewhere.id, settings, note="shutting down")
+    assert hand_back(session, here.id, settings, note="shutting down")
     session.commit()
-    assert hand_back(session, build.id, settings, note="shutting down")
-    session.commit()
-    build = reload(session, build)
-    assert (build.status, build.attempt, build.lease_retries) == ("queued", 2, 0)
+
+    assert reload(session, elsewhere).status == "running"
+    here = reload(session, here)
+    assert (here.status, here.attempt, here.lease_retries) == ("queued", 2, 0)
+    assert outbox_args(session) == [[here.id]]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,7 +20,9 @@ from app.models import Build, BuildStatus, Image, Repository
 from app.models.base import utcnow
 from app.outbox.service import enqueue
 from tests.builds.helpers import COMPILE, ROLES, log_of, reload, sample_files, wait_for
+from tests.conftest import WEBHOOK_SECRET
 from tests.support import docker as docker_support
+from tests.support.github import ZERO_SHA, encode, push_payload, webhook_headers
 from tests.support.registry import RunningRegistry
 from tests.support.worker import WorkerProcess, run_worker
 
@@ -207,3 +210,49 @@ def test_past_the_grace_period_a_stopping_worker_hands_its_build_back(
     assert "shutting down after its grace period; queued again as attempt 2" in log_of(
         session, build, attempt=1
     )
+
+
+def test_a_newer_push_to_an_unprotected_branch_stops_the_running_build(
+    session: Session,
+    client: TestClient,
+    sample_repository: Repository,
+    push_commit: PushCommit,
+    queues: str,
+    worker: WorkerProcess,
+) -> None:
+    slow = SLOW_COMPILE.format(seconds=120)
+    first = push_commit(
+        sample_repository, sample_files({"container/compile": slow}), branch="feature"
+    )
+    running_id = deliver_push(client, sample_repository, first, before=ZERO_SHA)
+    running_build = session.get_one(Build, running_id)
+    container = compile_container(session, running_build)
+
+    second = push_commit(sample_repository, {"container/compile": COMPILE}, branch="feature")
+    newer_id = deliver_push(client, sample_repository, second, before=first)
+
+    wait_for("the container to stop", lambda: not docker_support.container_running(container), 15)
+    superseded = reload(session, running_build)
+    assert superseded.status == "cancelled"
+    assert superseded.cancel_reason == f"Superseded by {second[:7]}"
+    newer = session.get_one(Build, newer_id)
+    wait_for("the newer build", lambda: status_of(session, newer) == "succeeded")
+    assert "compile done" not in log_of(session, superseded)
+
+
+def deliver_push(client: TestClient, repository: Repository, sha: str, *, before: str) -> int:
+    """A signed push of `sha` to the `feature` branch, as GitHub sends it; returns its build."""
+    body = encode(
+        push_payload(
+            repository.full_name,
+            ref="refs/heads/feature",
+            after=sha,
+            before=before,
+            clone_url=repository.clone_url,
+        )
+    )
+    answer = client.post(
+        "/webhooks/github", content=body, headers=webhook_headers("push", body, WEBHOOK_SECRET)
+    )
+    assert answer.status_code in (200, 202), answer.text
+    return int(answer.json()["build_id"])

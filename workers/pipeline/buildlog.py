@@ -68,7 +68,7 @@ class BuildLog:
         try:
             yield
         finally:
-            self.line(f"==> {name} {time.monotonic() - started:.1f}s")
+            self.line(f"==> {name} {time.monotonic() - started:.2f}s")
 
     def flush(self) -> bool:
         """Commits what is buffered. Returns False (keeping the text) if the database refused."""

@@ -145,7 +145,7 @@ class Supervisor:
                     Build.id == self._build_id
                 )
             ).one_or_none()
-        if row is not None and row.attempt == self._attempt and row.status == "cancelled":
+        if row is not None and row.attempt == self._attempt and row.status == BuildStatus.CANCELLED:
             self._control.abort(BuildCancelled(f"cancelled: {row.cancel_reason or 'by request'}"))
         else:
             self._control.abort(

@@ -25,6 +25,7 @@ STRICT_JSON_HINT = (
     "Cartridge reads it as strict JSON: double quotes around names and commands, "
     "no trailing commas, no comments"
 )
+_EXAMPLE = '{"web": "bin/server -p 8000", ".shell": "/bin/sh -l"}'
 _ROLE_NAME = re.compile(r"^\.?[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
@@ -49,9 +50,6 @@ def check_repository(checkout: Path) -> Conventions:
         has_files=files.is_dir(),
         has_dependencies=has_dependencies,
     )
-
-
-_EXAMPLE = '{"web": "bin/server -p 8000", ".shell": "/bin/sh -l"}'
 
 
 def _check_executable(checkout: Path, relative: str, *, required: bool) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -105,10 +106,10 @@ def _fetch_problem(url: str, sha: str, output: str) -> Exception:
     return BuildErrored(f"git fetch of {url} failed: {last}")
 
 
+@dataclass(frozen=True)
 class _Result:
-    def __init__(self, returncode: int, output: str) -> None:
-        self.returncode = returncode
-        self.output = output
+    returncode: int
+    output: str
 
 
 def _git(

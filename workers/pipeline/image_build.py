@@ -32,8 +32,8 @@ def docker_api(docker_host: str | None, *, timeout: float = 60) -> docker.APICli
         options["base_url"] = docker_host
     where = options.get("base_url") or "the default socket"
     try:
+        # version="auto" asks the engine for its API version: that request is the check.
         api = docker.APIClient(version="auto", timeout=timeout, **options)
-        api.ping()
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise BuildErrored(f"the Docker engine at {where} is unreachable: {exc}") from exc
     return api
