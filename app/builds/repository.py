@@ -191,7 +191,10 @@ def latest_green_by_name(
     session: Session, full_name: str, branch: str
 ) -> RepositoryBranchHead | None:
     """The repository named exactly `full_name` and its branch's answer, in one round trip
-    (deploy tooling asks often); None when no repository has exactly that name."""
+    (deploy tooling asks often); None when no repository has exactly that name, or when the
+    database has no LATERAL join (SQLite): callers then look the repository up first."""
+    if session.get_bind().dialect.name == "sqlite":
+        return None
     row = session.execute(_LATEST_GREEN_BY_NAME, {"full_name": full_name, "branch": branch}).first()
     if row is None:
         return None

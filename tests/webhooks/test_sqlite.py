@@ -67,3 +67,24 @@ def test_the_receiver_works_on_sqlite(sqlite_client: TestClient) -> None:
         assert cancelled is not None
         assert (cancelled.status, cancelled.cancel_reason) == ("cancelled", "Superseded by b2b2b2b")
     assert counted == {"webhook_deliveries": 4, "pushes": 4, "builds": 2, "outbox": 2}
+
+
+def test_latest_green_answers_on_sqlite(sqlite_client: TestClient) -> None:
+    url = "/api/v1/repos/octo/app/branches/main/latest-green"
+    first = _send(sqlite_client, "main", SHA_A)
+    missing = sqlite_client.get(url)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "no_green_build")
+
+    with get_session_factory()() as session:
+        build = session.get(Build, first["build_id"])
+        assert build is not None
+        build.status = "succeeded"
+        session.commit()
+    _send(sqlite_client, "main", SHA_B)  # newer, still queued: not green
+
+    response = sqlite_client.get(url)
+    assert response.status_code == 200, response.text
+    assert (response.json()["sha"], response.json()["build_id"]) == (SHA_A, first["build_id"])
+    other_case = sqlite_client.get("/api/v1/repos/Octo/App/branches/main/latest-green")
+    assert other_case.status_code == 200
+    assert other_case.json()["repository"] == "octo/app"
