@@ -26,6 +26,7 @@ from app.config import get_settings
 from app.github.service import record_status
 from app.models import ACTIVE_STATUSES, Build, BuildStatus, Push, Repository
 from app.models.base import utcnow
+from app.models.build import is_active
 from app.outbox.service import enqueue
 
 SHORT_SHA_LENGTH = 7
@@ -237,11 +238,13 @@ def _superseded_candidates_query() -> Any:
     newer = aliased(Push, name="newer")
     repository_id: Any = bindparam("repository_id")
     branch: Any = bindparam("branch")
+    # A build's pushes all belong to its repository, so the subqueries below key on build_id
+    # alone: with repository_id beside it the planner may walk all the repository's pushes
+    # per candidate when its statistics are young, as they are on a new installation.
     was_pushed_to_branch = (
         exists()
         .where(
             pushed_here.build_id == Build.id,
-            pushed_here.repository_id == repository_id,
             pushed_here.branch == branch,
             pushed_here.id < bindparam("before_push_id"),
         )
@@ -257,7 +260,6 @@ def _superseded_candidates_query() -> Any:
         exists()
         .where(
             elsewhere.build_id == Build.id,
-            elsewhere.repository_id == repository_id,
             (elsewhere.tag.is_not(None)) | ((elsewhere.branch != branch) & ~newer_on_that_branch),
         )
         .correlate(Build)
@@ -266,7 +268,7 @@ def _superseded_candidates_query() -> Any:
         select(Build)
         .where(
             Build.repository_id == repository_id,
-            Build.status.in_([status.value for status in ACTIVE_STATUSES]),
+            is_active(),
             was_pushed_to_branch,
             ~still_wanted_elsewhere,
         )

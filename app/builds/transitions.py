@@ -59,17 +59,13 @@ def transition(
     condition = [Build.id == build_id, Build.status.in_([s.value for s in sources])]
     if attempt is not None:
         condition.append(Build.attempt == attempt)
-    result = session.execute(
-        update(Build)
-        .where(*condition)
-        .values(status=target.value, **values)
-        .execution_options(synchronize_session=False)
-    )
-    moved = bool(result.rowcount)  # type: ignore[attr-defined]
-    if moved:
-        build = session.get(Build, build_id)
-        if build is not None:
-            session.refresh(build)
-            # The commit status GitHub owes is recorded in this same transaction.
-            record_status(session, build)
-    return moved
+    # RETURNING refreshes the build in the session, if it was loaded, in the same round trip.
+    moved = session.scalars(
+        update(Build).where(*condition).values(status=target.value, **values).returning(Build),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).first()
+    if moved is None:
+        return False
+    # The commit status GitHub owes is recorded in this same transaction.
+    record_status(session, moved)
+    return True

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from app.api.deps import DbSession
 from app.config import get_settings
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from app.webhooks import service
+from app.webhooks.intake import get_writer
 from app.webhooks.schemas import DeliveryResult
 
 router = APIRouter(tags=["webhooks"])
@@ -50,11 +50,11 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 @router.post("/webhooks/github", response_model=DeliveryResult)
-def receive_github_webhook(
-    request: Request, body: Annotated[bytes, Depends(_capped_body)], session: DbSession
+async def receive_github_webhook(
+    request: Request, body: Annotated[bytes, Depends(_capped_body)]
 ) -> DeliveryResult:
     """Receives a GitHub delivery: checks its signature, records it once per
-    `X-GitHub-Delivery`, and queues a build for a branch push."""
+    `X-GitHub-Delivery`, and queues a build for a branch push. Answers after the commit."""
     headers = request.headers
     incoming = service.IncomingDelivery(
         body=body,
@@ -63,4 +63,4 @@ def receive_github_webhook(
         delivery_id=headers.get("x-github-delivery"),
         signature=headers.get("x-hub-signature-256"),
     )
-    return service.receive(session, incoming)
+    return await get_writer().submit(incoming)
