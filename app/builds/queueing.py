@@ -206,10 +206,7 @@ def cancel_superseded_builds(
     a tag's build. Returns the ids it cancelled."""
     reason = f"Superseded by {sha[:SHORT_SHA_LENGTH]}"
     cancelled: list[int] = []
-    # Whole rows, held while `transition` runs: it then finds them in the session (the identity
-    # map holds rows weakly) instead of loading each one again.
-    for build in superseded_candidates(session, repository_id, branch, push_id):
-        build_id = build.id
+    for build_id in superseded_candidates(session, repository_id, branch, push_id):
         if build_id == keep_build_id:
             continue
         if transition(
@@ -227,9 +224,11 @@ def cancel_superseded_builds(
 
 def superseded_candidates(
     session: Session, repository_id: int, branch: str, before_push_id: int
-) -> list[Build]:
+) -> list[int]:
+    """The ids of the builds a push supersedes, oldest first. A Core query for ids alone: it
+    runs on every branch push, and `transition` loads each build it moves anyway."""
     params = {"repository_id": repository_id, "branch": branch, "before_push_id": before_push_id}
-    return list(session.scalars(_SUPERSEDED_CANDIDATES, params))
+    return list(session.connection().execute(_SUPERSEDED_CANDIDATES, params).scalars())
 
 
 def _superseded_candidates_query() -> Any:
@@ -265,7 +264,7 @@ def _superseded_candidates_query() -> Any:
         .correlate(Build)
     )
     return (
-        select(Build)
+        select(Build.id)
         .where(
             Build.repository_id == repository_id,
             is_active(),

@@ -21,6 +21,7 @@ from app.builds.queueing import PushValues, branch_is_built, queue_push, record_
 from app.config import Settings, get_settings
 from app.errors import BadRequest, Unauthorized
 from app.models import Repository
+from app.repos.repository import find_by_full_name
 from app.webhooks import repository as queries
 from app.webhooks.schemas import DeliveryOutcome, DeliveryResult, PushEvent
 from app.webhooks.signature import signature_matches
@@ -89,7 +90,7 @@ def authenticate(
     if global_secret and signature_matches(incoming.body, incoming.signature, global_secret):
         return None
     full_name = _full_name_before_authentication(incoming)
-    repository = queries.find_repository(session, full_name) if full_name else None
+    repository = find_by_full_name(session, full_name) if full_name else None
     if (
         repository is not None
         and repository.webhook_secret
@@ -198,7 +199,7 @@ def _receive_push(
 ) -> DeliveryResult:
     event = _parse_push(payload)
     full_name = event.repository.full_name
-    repository = signer or queries.find_repository(session, full_name)
+    repository = signer or find_by_full_name(session, full_name)
     if repository is None and _auto_registers(full_name, settings):
         repository = queries.register_repository(session, event.repository)
         log.info("registered repository %s from its first push", repository.full_name)
