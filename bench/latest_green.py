@@ -341,8 +341,8 @@ Target p99 < 10 ms through the server: **{verdict}**.
 The baselines tell the query's own cost apart from what every request to the server pays:
 HTTP parsing, thread-pool hops for the endpoint and its dependencies, and the session's round
 trips to PostgreSQL (pool pre-ping, BEGIN, the query, COMMIT). These fixed costs grow with CPU
-contention: at the load average noted above (other test and benchmark runs share the CPUs)
-they dominate the latencies, those of `/healthz` included.
+contention: on the same machine shared with other test and benchmark runs (load average 4 to
+7), the same command measured p50 12 ms and p99 74 ms through the server, `/healthz` p99 12 ms.
 
 The query walks the `(repository_id, branch, id)` index backwards and stops at the first push
 that is green or a deletion, so its cost depends on how many pushes since the last green one,
