@@ -2,6 +2,9 @@
 
 Publishing off the request thread keeps webhook latency independent of the broker; when the
 broker is down the thread backs off and the periodic sweep (`relay_pending`) catches up later.
+Messages are published at once; marking them dispatched waits up to `MARK_DELAY_SECONDS`, so that
+under load one UPDATE marks dozens. A message sent but not yet marked when the process dies is
+sent again by the sweep, which tasks tolerate.
 """
 
 from __future__ import annotations
@@ -16,20 +19,24 @@ from typing import Any
 
 from app.config import get_settings
 from app.db import get_session_factory
-from app.outbox.service import pending_messages, publish, relay_pending
+from app.outbox.service import CommittedMessage, record_sent, relay_pending, send
 
 log = logging.getLogger(__name__)
+
+MARK_DELAY_SECONDS = 0.2
 
 
 class OutboxRelay:
     def __init__(self, publisher: Any | None = None) -> None:
         self._publisher = publisher
-        self._queue: queue.Queue[list[int]] = queue.Queue()
+        self._queue: queue.Queue[list[CommittedMessage]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._lock = threading.Lock()
         self._broker_down_until = 0.0
         self._stopped = threading.Event()
+        self._unmarked: list[int] = []
+        self._mark_due = 0.0
 
     @property
     def publisher(self) -> Any:
@@ -39,9 +46,9 @@ class OutboxRelay:
             self._publisher = get_celery()
         return self._publisher
 
-    def notify(self, ids: list[int]) -> None:
+    def notify(self, messages: list[CommittedMessage]) -> None:
         if self._ensure_thread():
-            self._queue.put(list(ids))
+            self._queue.put(list(messages))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ends the thread; rows it did not publish are left to `relay_pending`."""
@@ -69,35 +76,52 @@ class OutboxRelay:
         interval = settings.outbox_relay_interval_seconds
         grace = timedelta(seconds=settings.outbox_relay_grace_seconds)
         next_sweep = time.monotonic() + interval
-        while not self._stopped.is_set():
-            timeout = max(0.0, next_sweep - time.monotonic())
-            ids: list[int] = []
+        while True:
+            wake_at = min(next_sweep, self._mark_due) if self._unmarked else next_sweep
+            messages: list[CommittedMessage] = []
             try:
-                ids.extend(self._queue.get(timeout=timeout))
+                messages.extend(self._queue.get(timeout=max(0.0, wake_at - time.monotonic())))
                 while True:
-                    ids.extend(self._queue.get_nowait())
+                    messages.extend(self._queue.get_nowait())
             except queue.Empty:
                 pass
-            if self._stopped.is_set():
-                return
             try:
-                if ids and time.monotonic() >= self._broker_down_until:
-                    self._dispatch(ids)
-                if time.monotonic() >= next_sweep:
+                if messages and time.monotonic() >= self._broker_down_until:
+                    self._dispatch(messages)
+                sweeping = time.monotonic() >= next_sweep
+                if self._unmarked and (
+                    sweeping or self._stopped.is_set() or time.monotonic() >= self._mark_due
+                ):
+                    self._mark()
+                if self._stopped.is_set():
+                    return
+                if sweeping:
                     next_sweep = time.monotonic() + interval
                     self._sweep(grace)
             except Exception:
                 log.exception("outbox relay pass failed")
+                if self._stopped.is_set():
+                    return
 
-    def _dispatch(self, ids: list[int]) -> None:
-        with get_session_factory()() as session:
-            messages = pending_messages(session, ids=ids)
-            sent = publish(session, messages, self.publisher)
-            session.commit()
-        if sent < len(messages):
+    def _dispatch(self, messages: list[CommittedMessage]) -> None:
+        # Published as committed, without reading the rows back.
+        sent, failure = send(messages, self.publisher)
+        if not self._unmarked:
+            self._mark_due = time.monotonic() + MARK_DELAY_SECONDS
+        self._unmarked.extend(sent)
+        if failure is not None:
             self._broker_down_until = (
                 time.monotonic() + get_settings().outbox_relay_interval_seconds
             )
+            with get_session_factory()() as session:
+                record_sent(session, [], failure)
+                session.commit()
+
+    def _mark(self) -> None:
+        unmarked, self._unmarked = self._unmarked, []
+        with get_session_factory()() as session:
+            record_sent(session, unmarked, None)
+            session.commit()
 
     def _sweep(self, grace: timedelta) -> None:
         with get_session_factory()() as session:

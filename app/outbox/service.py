@@ -1,7 +1,7 @@
 """The transactional outbox: jobs are rows first, broker messages after the commit.
 
-`enqueue` writes a row in the caller's transaction. When that transaction commits, the ids are
-handed to the relay, which publishes them and marks them dispatched. Rows the relay could not
+`enqueue` writes a row in the caller's transaction. When that transaction commits, the messages
+are handed to the relay, which publishes them and marks them dispatched. Rows the relay could not
 publish (broker down, process died) are picked up again by `relay_pending`, run periodically.
 Tasks are idempotent, so a message published twice does no harm.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -22,7 +23,19 @@ from app.models.base import utcnow
 
 log = logging.getLogger(__name__)
 
-_PENDING_KEY = "cartridge.outbox_ids"
+_PENDING_KEY = "cartridge.outbox_committed"
+
+
+@dataclass(frozen=True)
+class CommittedMessage:
+    """An outbox row as its transaction wrote it, handed to the relay after the commit so that
+    the relay need not read it back."""
+
+    id: int
+    task_name: str
+    queue: str
+    args: list[Any]
+    countdown_seconds: int
 
 
 def enqueue(
@@ -32,17 +45,18 @@ def enqueue(
     INSERT: webhooks enqueue on every push, and the row is never needed as an object."""
     values = {"task_name": task_name, "queue": queue, "args": args, "countdown_seconds": countdown}
     message_id: int = session.connection().execute(_INSERT_MESSAGE, values).scalar_one()
-    session.info.setdefault(_PENDING_KEY, []).append(message_id)
+    message = CommittedMessage(message_id, task_name, queue, args, countdown)
+    session.info.setdefault(_PENDING_KEY, []).append(message)
     return message_id
 
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    ids = session.info.pop(_PENDING_KEY, None)
-    if ids:
+    messages = session.info.pop(_PENDING_KEY, None)
+    if messages:
         from app.outbox.relay import get_relay
 
-        get_relay().notify(ids)
+        get_relay().notify(messages)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -50,14 +64,12 @@ def _after_rollback(session: Session) -> None:
     session.info.pop(_PENDING_KEY, None)
 
 
-Message = OutboxMessage | Row[Any]
+Message = OutboxMessage | Row[Any] | CommittedMessage
 
 
-def publish(session: Session, messages: Iterable[Message], publisher: Any) -> int:
-    """Sends each message; marks the sent ones dispatched. Returns how many were sent."""
-    # Plain Core statements on the session's connection: the relay runs after every webhook, and
-    # the ORM's bookkeeping would cost more than the statements themselves.
-    connection = session.connection()
+def send(messages: Iterable[Message], publisher: Any) -> tuple[list[int], tuple[int, str] | None]:
+    """Sends the messages in order until one fails. Returns the ids sent and, if one failed, its
+    id and the error; the rest wait for the next relay pass."""
     sent: list[int] = []
     for message in messages:
         try:
@@ -70,28 +82,37 @@ def publish(session: Session, messages: Iterable[Message], publisher: Any) -> in
             )
         except Exception as exc:  # the broker's error types vary by transport
             log.warning("outbox %s not dispatched: %s", message.id, exc)
-            connection.execute(_MARK_FAILED, {"message_id": message.id, "error": str(exc)[:1000]})
-            break  # the broker is unreachable; the rest waits for the next relay pass
+            return sent, (message.id, str(exc)[:1000])
         sent.append(message.id)
+    return sent, None
+
+
+def record_sent(session: Session, sent: list[int], failure: tuple[int, str] | None) -> None:
+    """Marks sent messages dispatched and counts a failed attempt. Plain Core statements: the
+    relay runs after every webhook, and the ORM's bookkeeping would cost more than they do."""
+    connection = session.connection()
     if sent:
         connection.execute(_MARK_DISPATCHED, {"message_ids": sent, "now": utcnow()})
+    if failure is not None:
+        message_id, error = failure
+        connection.execute(_MARK_FAILED, {"message_id": message_id, "error": error})
+
+
+def publish(session: Session, messages: Iterable[Message], publisher: Any) -> int:
+    """Sends each message; marks the sent ones dispatched. Returns how many were sent."""
+    sent, failure = send(messages, publisher)
+    record_sent(session, sent, failure)
     return len(sent)
 
 
 def pending_messages(
-    session: Session,
-    *,
-    ids: list[int] | None = None,
-    older_than: timedelta | None = None,
-    limit: int = 500,
+    session: Session, *, older_than: timedelta | None = None, limit: int = 500
 ) -> list[Row[Any]]:
     """Undispatched rows (every column as an attribute), locked until the transaction ends."""
     params: dict[str, Any] = {"limit": limit}
-    if ids is not None:
-        params["message_ids"] = ids
     if older_than is not None:
         params["created_before"] = utcnow() - older_than
-    query = _pending_query(ids is not None, older_than is not None)
+    query = _pending_query(older_than is not None)
     return list(session.connection().execute(query, params))
 
 
@@ -114,10 +135,8 @@ _MARK_FAILED = (
 
 
 @cache
-def _pending_query(by_id: bool, by_age: bool) -> Select[Any]:
+def _pending_query(by_age: bool) -> Select[Any]:
     query = select(_outbox).where(_outbox.c.dispatched_at.is_(None))
-    if by_id:
-        query = query.where(_outbox.c.id.in_(bindparam("message_ids", expanding=True)))
     if by_age:
         query = query.where(_outbox.c.created_at <= bindparam("created_before"))
     # Concurrent relays skip each other's rows instead of sending them twice.
