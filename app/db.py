@@ -25,7 +25,13 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # psycopg prepares a statement after a few executions, and PostgreSQL may then keep one
+    # generic plan for it, made with the statistics of that moment. On a young or fast-growing
+    # table that plan can be a sequential scan run once per row of an outer loop (the push
+    # receiver's supersede query did exactly that). Custom plans follow the tables as they grow,
+    # for a fraction of a millisecond of planning.
+    connect_args = {"options": "-c plan_cache_mode=force_custom_plan"}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
