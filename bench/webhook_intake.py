@@ -32,16 +32,23 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from app.config import get_settings  # noqa: E402
+from app.errors import Unauthorized  # noqa: E402
+from app.webhooks.router import _capped_body  # noqa: E402
+from app.webhooks.schemas import DeliveryOutcome, DeliveryResult, PushEvent  # noqa: E402
+from app.webhooks.signature import signature_matches  # noqa: E402
+
 WEBHOOK_PATH = "/webhooks/github"
 BARE_PATH = "/bench/bare"
+CHECKED_PATH = "/bench/checked"
 SECRET = "bench-webhook-secret-0123456789"
 REPOSITORY = "bench/app"
 # Pushes cycle through this many branches, so (no worker runs) most supersede a queued build;
@@ -50,7 +57,8 @@ BRANCHES = 50
 
 
 def bench_app() -> Any:
-    """The server's app factory: Cartridge plus the bare endpoint, in one process."""
+    """The server's app factory: Cartridge plus the bare endpoint and the checked-only one, in
+    one process."""
     from app.main import create_app
 
     app = create_app()
@@ -59,6 +67,24 @@ def bench_app() -> Any:
     async def bare(request: Request) -> Response:
         await request.body()
         return Response(b'{"ok":true}', media_type="application/json")
+
+    @app.post(CHECKED_PATH, response_model=DeliveryResult)
+    async def checked(
+        request: Request, body: Annotated[bytes, Depends(_capped_body)]
+    ) -> DeliveryResult:
+        # What the receiver does before it touches the database: signature, headers, payload.
+        secret = get_settings().webhook_secret
+        signature = request.headers.get("x-hub-signature-256", "")
+        if secret is None or not signature_matches(body, signature, secret.get_secret_value()):
+            raise Unauthorized("bad signature")
+        event = PushEvent.model_validate_json(body)
+        return DeliveryResult(
+            delivery=request.headers["x-github-delivery"],
+            event=request.headers["x-github-event"],
+            outcome=DeliveryOutcome.ACCEPTED,
+            detail=None,
+            repository=event.repository.full_name,
+        )
 
     return app
 
@@ -139,7 +165,7 @@ class RequestSource:
         self._template = http_request(path, port, push_body(0, run_id, branches))
 
     def build(self, count: int) -> list[bytes]:
-        if self.path == BARE_PATH:
+        if self.path in (BARE_PATH, CHECKED_PATH):
             return [self._template] * count
         start, self.sent = self.sent, self.sent + count
         return [
@@ -473,14 +499,18 @@ async def measure(
         print(result.row(), flush=True)
         return result
 
-    bare = RequestSource(BARE_PATH, port, run_id, args.branches)
-    webhook = RequestSource(WEBHOOK_PATH, port, run_id, args.branches)
+    endpoints = (
+        ("bare endpoint", RequestSource(BARE_PATH, port, run_id, args.branches)),
+        ("checked only", RequestSource(CHECKED_PATH, port, run_id, args.branches)),
+        ("webhook", RequestSource(WEBHOOK_PATH, port, run_id, args.branches)),
+    )
+    bare, webhook = endpoints[0][1], endpoints[2][1]
     results: list[Result] = []
     # Warm-up: connections, pools, caches, the relay thread.
-    for source in (bare, webhook):
+    for _, source in endpoints:
         await closed_loop(port, source.build(args.warmup), 8, 30, "warm-up")
     for concurrency in args.concurrency:
-        for label, source in (("bare endpoint", bare), ("webhook", webhook)):
+        for label, source in endpoints:
             requests = source.build(args.requests)
             phase = closed_loop(port, requests, concurrency, args.seconds, label)
             results.append(await metered(phase))
@@ -508,10 +538,12 @@ def report(args: argparse.Namespace, results: list[Result], counts: dict[str, in
     ]
     closed = [result for result in results if isinstance(result.concurrency, int)]
     best_bare = max(r.rate for r in closed if r.label == "bare endpoint")
+    best_checked = max(r.rate for r in closed if r.label == "checked only")
     best_webhook = max(r.rate for r in closed if r.label == "webhook")
     lines.append(
         f"Saturation: webhook {best_webhook:.0f}/s vs bare {best_bare:.0f}/s "
-        f"= {best_webhook / best_bare:.2f}x (best level of each)"
+        f"= {best_webhook / best_bare:.2f}x (best level of each); checked only "
+        f"{best_checked:.0f}/s = {best_checked / best_bare:.2f}x"
     )
     for concurrency in args.concurrency:
         pair = {r.label: r for r in closed if r.concurrency == concurrency}
@@ -558,6 +590,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def publish_cost(redis_url: str, queue: str, count: int = 2000) -> float:
+    """CPU milliseconds per Celery `send_task` to Redis, in this process: the relay's share of
+    each delivery, whatever the database does."""
+    from celery import Celery
+
+    publisher = Celery("bench", broker=redis_url)
+    publisher.send_task("bench.noop", args=[0], queue=queue, retry=False)
+    started = time.process_time()
+    for index in range(count):
+        publisher.send_task("bench.noop", args=[index], queue=queue, retry=False)
+    return (time.process_time() - started) / count * 1000
+
+
 def run(coroutine: Any) -> Any:
     try:
         import uvloop
@@ -587,6 +632,8 @@ def main() -> None:
         spread = f"{args.branches} branches" if args.branches else "a branch each"
         print(f"# body {len(push_body(0, run_id))} bytes; pushes spread over {spread}")
         print(f"# before: {database_latency(args.admin_dsn, url)}", flush=True)
+        publish_ms = publish_cost(args.redis_url, queues[1])
+        print(f"# Celery send_task: {publish_ms:.2f} ms of CPU per message", flush=True)
         try:
             with server(env, args.workers) as (port, group):
                 meter = CpuMeter(group, args.admin_dsn, url.rsplit("/", 1)[1])
