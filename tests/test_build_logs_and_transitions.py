@@ -37,6 +37,34 @@ def test_transition_respects_the_attempt(session: Session, make_repository) -> N
     assert transition(session, build.id, BuildStatus.FAILED, attempt=1)
 
 
+def test_transition_works_alike_on_loaded_and_unloaded_builds(
+    session: Session, make_repository
+) -> None:  # type: ignore[no-untyped-def]
+    repository = make_repository()
+    loaded = _build(session, repository, "d" * 40)
+    unloaded_id = _build(session, repository, "e" * 40).id
+    session.expunge_all()
+    loaded = session.get(Build, loaded.id)  # type: ignore[assignment]
+
+    for build_id in (loaded.id, unloaded_id):
+        assert transition(session, build_id, BuildStatus.RUNNING, build_host="host-2")
+        assert transition(
+            session,
+            build_id,
+            BuildStatus.QUEUED,
+            attempt=1,
+            lease_retries=Build.lease_retries + 1,  # an expression, not a value
+        )
+        assert not transition(session, build_id, BuildStatus.QUEUED, attempt=1)
+    # The loaded object was refreshed by the move, without a reload.
+    assert (loaded.status, loaded.build_host, loaded.lease_retries) == ("queued", "host-2", 1)
+    session.commit()
+    session.expunge_all()
+    unloaded = session.get(Build, unloaded_id)
+    assert unloaded is not None
+    assert (unloaded.status, unloaded.build_host, unloaded.lease_retries) == ("queued", "host-2", 1)
+
+
 def test_log_reads_from_any_offset_across_chunks(session: Session, make_repository) -> None:  # type: ignore[no-untyped-def]
     build = _build(session, make_repository())
     assert logs.append(session, build.id, 1, "step 1\n") == 7

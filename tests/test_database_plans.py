@@ -15,16 +15,15 @@ def test_connections_plan_each_execution_with_the_current_table_sizes(database_u
 
 
 def test_superseding_reads_the_active_builds_index(session: Session, make_repository) -> None:  # type: ignore[no-untyped-def]
-    from app.builds.queueing import _SUPERSEDED_CANDIDATES
+    from app.builds.queueing import _superseded_candidates_query
 
     repository = make_repository("octo/app")
-    compiled = _SUPERSEDED_CANDIDATES.compile(dialect=session.get_bind().dialect)
-    params = {"repository_id": repository.id, "branch": "main", "before_push_id": 10**9}
-    session.execute(text("SET LOCAL enable_seqscan = off"))
-    plan = "\n".join(
-        row[0]
-        for row in session.connection().exec_driver_sql(
-            f"EXPLAIN {compiled.string}", compiled.construct_params(params)
-        )
+    params = {"of_repository": repository.id, "branch": "main", "before_push_id": 10**9}
+    statement = (
+        _superseded_candidates_query()
+        .params(**params)
+        .compile(dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True})
     )
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    plan = "\n".join(row[0] for row in session.execute(text(f"EXPLAIN {statement}")))
     assert "ix_builds_active" in plan

@@ -16,15 +16,15 @@ from fnmatch import fnmatchcase
 from functools import cache
 from typing import Any, TypedDict
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import Table, bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from app.broker import BUILD_TASK
-from app.builds.transitions import transition
+from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
 from app.github.service import record_status
-from app.models import ACTIVE_STATUSES, Build, BuildStatus, Push, Repository
+from app.models import Build, BuildStatus, Push, Repository
 from app.models.base import utcnow
 from app.models.build import is_active
 from app.outbox.service import enqueue
@@ -203,39 +203,31 @@ def cancel_superseded_builds(
 ) -> list[int]:
     """Cancels the queued or running builds of `branch` pushed before push `push_id` (of `sha`),
     except the build that push points at and builds that are still the head of another branch or
-    a tag's build. Returns the ids it cancelled."""
-    reason = f"Superseded by {sha[:SHORT_SHA_LENGTH]}"
-    cancelled: list[int] = []
-    for build_id in superseded_candidates(session, repository_id, branch, push_id):
-        if build_id == keep_build_id:
-            continue
-        if transition(
-            session,
-            build_id,
-            BuildStatus.CANCELLED,
-            expected=ACTIVE_STATUSES,
-            cancel_reason=reason,
-            superseded_by_push_id=push_id,
-            finished_at=utcnow(),
-        ):
-            cancelled.append(build_id)
+    a tag's build. Returns the ids it cancelled, oldest first.
+
+    One conditional UPDATE finds and cancels them: it runs on every branch push. Like every
+    transition, it moves only builds still in a status a cancel may leave, re-checked row by row
+    against concurrent changes."""
+    params = {
+        "of_repository": repository_id,
+        "branch": branch,
+        "before_push_id": push_id,
+        "keep_build_id": keep_build_id,
+        "reason": f"Superseded by {sha[:SHORT_SHA_LENGTH]}",
+        "now": utcnow(),
+    }
+    cancelled = sorted(session.connection().execute(_CANCEL_SUPERSEDED, params).scalars())
+    for build_id in cancelled:
+        forget_loaded(session, build_id)
+        record_status(session, build_id)
     return cancelled
-
-
-def superseded_candidates(
-    session: Session, repository_id: int, branch: str, before_push_id: int
-) -> list[int]:
-    """The ids of the builds a push supersedes, oldest first. A Core query for ids alone: it
-    runs on every branch push, and `transition` loads each build it moves anyway."""
-    params = {"repository_id": repository_id, "branch": branch, "before_push_id": before_push_id}
-    return list(session.connection().execute(_SUPERSEDED_CANDIDATES, params).scalars())
 
 
 def _superseded_candidates_query() -> Any:
     pushed_here = aliased(Push, name="pushed_here")
     elsewhere = aliased(Push, name="elsewhere")
     newer = aliased(Push, name="newer")
-    repository_id: Any = bindparam("repository_id")
+    repository_id: Any = bindparam("of_repository")
     branch: Any = bindparam("branch")
     # A build's pushes all belong to its repository, so the subqueries below key on build_id
     # alone: with repository_id beside it the planner may walk all the repository's pushes
@@ -275,4 +267,21 @@ def _superseded_candidates_query() -> Any:
     )
 
 
-_SUPERSEDED_CANDIDATES = _superseded_candidates_query()
+def _cancel_superseded_statement() -> Any:
+    builds: Table = Build.__table__  # type: ignore[assignment]
+    leavable = sorted(status.value for status in sources_of(BuildStatus.CANCELLED))
+    candidates = _superseded_candidates_query().where(Build.id != bindparam("keep_build_id"))
+    return (
+        update(builds)
+        .where(builds.c.id.in_(candidates.scalar_subquery()), builds.c.status.in_(leavable))
+        .values(
+            status=BuildStatus.CANCELLED.value,
+            cancel_reason=bindparam("reason", type_=builds.c.cancel_reason.type),
+            superseded_by_push_id=bindparam("before_push_id", type_=builds.c.id.type),
+            finished_at=bindparam("now", type_=builds.c.finished_at.type),
+        )
+        .returning(builds.c.id)
+    )
+
+
+_CANCEL_SUPERSEDED = _cancel_superseded_statement()

@@ -9,9 +9,10 @@ status, so a duplicated, retried or late task that lost the race changes nothing
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import ClauseElement, Table, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -52,7 +53,8 @@ def transition(
 ) -> bool:
     """Moves the build to `target` if it is in one of the `expected` statuses (by default, any
     status `target` may be reached from) and, when given, still on `attempt`. Returns whether it
-    moved. The in-session object, if loaded, is refreshed."""
+    moved. The in-session object, if loaded, is refreshed. `values` are further columns to set,
+    as values or SQL expressions (`lease_retries=Build.lease_retries + 1`)."""
     allowed = sources_of(target)
     sources = allowed if expected is None else frozenset(expected) & allowed
     if not sources:
@@ -60,11 +62,14 @@ def transition(
     condition = [Build.id == build_id, Build.status.in_([s.value for s in sources])]
     if attempt is not None:
         condition.append(Build.attempt == attempt)
-    if session.identity_map.get(identity_key(Build, build_id)) is None:
+    plain_values = not any(isinstance(value, ClauseElement) for value in values.values())
+    if plain_values and session.identity_map.get(identity_key(Build, build_id)) is None:
         # Not loaded: a Core UPDATE, much cheaper than the ORM's, and nothing to refresh (a
         # later load in this transaction sees the change).
-        statement = update(Build).where(*condition).values(status=target.value, **values)
-        if not session.connection().execute(statement.returning(Build.id)).first():
+        statement = _core_update(target, sources, attempt is not None, tuple(sorted(values)))
+        params = {f"new_{name}": value for name, value in values.items()}
+        params.update(build_id=build_id, expected_attempt=attempt)
+        if not session.connection().execute(statement, params).first():
             return False
         record_status(session, build_id)
         return True
@@ -78,3 +83,34 @@ def transition(
     # The commit status GitHub owes is recorded in this same transaction.
     record_status(session, moved)
     return True
+
+
+def forget_loaded(session: Session, build_id: int) -> None:
+    """Expires the build in the session, if loaded, after a Core statement changed its row."""
+    loaded = session.identity_map.get(identity_key(Build, build_id))
+    if loaded is not None:
+        session.expire(loaded)
+
+
+@cache
+def _core_update(
+    target: BuildStatus, sources: frozenset[BuildStatus], on_attempt: bool, columns: tuple[str, ...]
+) -> Any:
+    """The conditional UPDATE for one kind of move, built once: building it costs more than
+    running it. Parameters: `build_id`, `expected_attempt` and `new_<column>`."""
+    builds: Table = Build.__table__  # type: ignore[assignment]
+    condition = [
+        builds.c.id == bindparam("build_id"),
+        builds.c.status.in_(sorted(source.value for source in sources)),
+    ]
+    if on_attempt:
+        condition.append(builds.c.attempt == bindparam("expected_attempt"))
+    changes: dict[str, Any] = {
+        name: bindparam(f"new_{name}", type_=builds.c[name].type) for name in columns
+    }
+    return (
+        update(builds)
+        .where(*condition)
+        .values(status=target.value, **changes)
+        .returning(builds.c.id)
+    )
