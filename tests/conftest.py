@@ -17,6 +17,7 @@ from app import migrate
 from app.db import get_engine, get_session_factory, reset_caches
 from app.models import Base, Repository
 from app.outbox.relay import reset_relay
+from tests.support.paths import PAYLOADS_DIR, SCHEMAS_DIR, SHARED_DIR
 
 ADMIN_DSN = os.environ.get(
     "CARTRIDGE_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -25,6 +26,16 @@ REDIS_URL = os.environ.get("CARTRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"cartridge_test_{RUN_ID}"
 WEBHOOK_SECRET = "global-webhook-secret-for-tests"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The recorded GitHub payloads and the commit-status schema live beside the repository.
+    if not SCHEMAS_DIR.is_dir() or not PAYLOADS_DIR.is_dir():
+        pytest.exit(
+            f"GitHub fixtures not found in {SHARED_DIR} (expected github/payloads and "
+            "github/schemas); set CARTRIDGE_SHARED_DIR to the folder that holds them.",
+            returncode=4,
+        )
 
 
 def _database_url(name: str) -> str:
