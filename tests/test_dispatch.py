@@ -63,7 +63,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
 
 def outbox_rows(session: Session) -> list[OutboxMessage]:
     session.expire_all()
-    return list(session.scalars(select(OutboxMessage)))
+    return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
 
 
 def deliver_push(client: TestClient) -> int:
@@ -206,3 +206,31 @@ def test_with_the_broker_down_the_live_apps_relay_sweeps_when_it_returns(
 
         assert wait_for(lambda: queued_build_jobs(build_queue) == [[build_id]])
         assert wait_for(lambda: outbox_rows(session)[0].dispatched_at is not None)
+
+
+def test_jobs_held_back_by_a_broker_outage_are_sent_together_once_it_returns(
+    broker_down: RedisThatComesBack, make_repository, session: Session, build_queue: str
+) -> None:  # type: ignore[no-untyped-def]
+    make_repository("octo/app")
+    shas = [f"{index:02d}" * 20 for index in range(1, 4)]
+    with TestClient(create_app()) as client:
+        build_ids = []
+        for index, sha in enumerate(shas):
+            body = encode(push_payload("octo/app", ref=f"refs/heads/b{index}", after=sha))
+            response = client.post(
+                "/webhooks/github",
+                content=body,
+                headers=webhook_headers("push", body, WEBHOOK_SECRET),
+            )
+            build_ids.append(response.json()["build_id"])
+    assert wait_for(lambda: outbox_rows(session)[0].attempts >= 1)
+    # A batch that fails is not half-counted: no row is marked sent.
+    assert _relay_pending_now() == 0
+    assert all(row.dispatched_at is None for row in outbox_rows(session))
+
+    point_broker_at(REDIS_URL)
+    assert _relay_pending_now() == 3
+
+    assert sorted(queued_build_jobs(build_queue)) == [[build_id] for build_id in sorted(build_ids)]
+    assert all(row.dispatched_at is not None for row in outbox_rows(session))
+    assert _relay_pending_now() == 0
