@@ -32,6 +32,7 @@ from app.images import service as images
 from app.models import Build, BuildStatus, Repository
 from app.models.base import utcnow
 from app.registries.replication import replicate_image
+from app.registries.service import ensure_default_registry
 from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl, Supervisor
 from workers.pipeline.image_build import docker_api
@@ -162,7 +163,10 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
     started = time.monotonic()
     published = built.published
     manifest = published.manifest
+    # The image row (and the default replica's, on first use) is committed before the copy, so
+    # no row stays locked and no transaction stays open for as long as the copy takes.
     with session_scope() as session:
+        ensure_default_registry(session)
         image = images.record(
             session,
             build_id=job.build_id,
@@ -177,7 +181,9 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
             roles=built.roles,
             labels=built.labels,
         )
-        result = replicate_image(session, image.id, source=published.registry)
+        image_id = image.id
+    with session_scope() as session:
+        result = replicate_image(session, image_id, source=published.registry)
     build_log.line(f"==> replicas {time.monotonic() - started:.2f}s: {result.describe()}")
     if not result.quorum_met:
         raise BuildErrored(f"image not verified on enough replicas: {result.describe()}")
