@@ -53,16 +53,19 @@ def test_transition_works_alike_on_loaded_and_unloaded_builds(
             build_id,
             BuildStatus.QUEUED,
             attempt=1,
+            next_attempt=2,
             lease_retries=Build.lease_retries + 1,  # an expression, not a value
         )
-        assert not transition(session, build_id, BuildStatus.QUEUED, attempt=1)
+        assert not transition(session, build_id, BuildStatus.RUNNING, attempt=1)
     # The loaded object was refreshed by the move, without a reload.
-    assert (loaded.status, loaded.build_host, loaded.lease_retries) == ("queued", "host-2", 1)
+    assert (loaded.status, loaded.attempt, loaded.lease_retries) == ("queued", 2, 1)
+    assert loaded.build_host == "host-2"
     session.commit()
     session.expunge_all()
     unloaded = session.get(Build, unloaded_id)
     assert unloaded is not None
-    assert (unloaded.status, unloaded.build_host, unloaded.lease_retries) == ("queued", "host-2", 1)
+    assert (unloaded.status, unloaded.attempt, unloaded.lease_retries) == ("queued", 2, 1)
+    assert unloaded.build_host == "host-2"
 
 
 def test_log_reads_from_any_offset_across_chunks(session: Session, make_repository) -> None:  # type: ignore[no-untyped-def]

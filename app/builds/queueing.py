@@ -160,7 +160,7 @@ def start_new_attempt(
 ) -> bool:
     """Moves a finished build back to queued as attempt `attempt + 1`, if it is still in one of
     `expected` on `attempt`. The caller enqueues the build job."""
-    moved = transition(
+    return transition(
         session,
         build_id,
         BuildStatus.QUEUED,
@@ -176,16 +176,8 @@ def start_new_attempt(
         error=None,
         cancel_reason=None,
         superseded_by_push_id=None,
+        next_attempt=attempt + 1,
     )
-    if moved:
-        # The conditional UPDATE above holds the row lock, so this cannot race.
-        session.execute(
-            update(Build)
-            .where(Build.id == build_id)
-            .values(attempt=attempt + 1)
-            .execution_options(synchronize_session="fetch")
-        )
-    return moved
 
 
 def _enqueue_build(session: Session, build_id: int) -> None:

@@ -49,12 +49,16 @@ def transition(
     *,
     expected: Iterable[BuildStatus] | None = None,
     attempt: int | None = None,
+    next_attempt: int | None = None,
     **values: Any,
 ) -> bool:
     """Moves the build to `target` if it is in one of the `expected` statuses (by default, any
     status `target` may be reached from) and, when given, still on `attempt`. Returns whether it
     moved. The in-session object, if loaded, is refreshed. `values` are further columns to set,
-    as values or SQL expressions (`lease_retries=Build.lease_retries + 1`)."""
+    as values or SQL expressions (`lease_retries=Build.lease_retries + 1`); `next_attempt`
+    starts a new attempt in the same UPDATE."""
+    if next_attempt is not None:
+        values["attempt"] = next_attempt
     allowed = sources_of(target)
     sources = allowed if expected is None else frozenset(expected) & allowed
     if not sources:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.broker import BUILD_TASK
@@ -50,16 +50,15 @@ def requeue(
     if lease_retry:
         values["lease_retries"] = Build.lease_retries + 1
     if not transition(
-        session, build_id, BuildStatus.QUEUED, expected=RUNNING, attempt=attempt, **values
+        session,
+        build_id,
+        BuildStatus.QUEUED,
+        expected=RUNNING,
+        attempt=attempt,
+        next_attempt=attempt + 1,
+        **values,
     ):
         return False
-    # The conditional UPDATE above holds the row lock, so this cannot race.
-    session.execute(
-        update(Build)
-        .where(Build.id == build_id)
-        .values(attempt=attempt + 1)
-        .execution_options(synchronize_session="fetch")
-    )
     logs.append(session, build_id, attempt, f"==> {note}; queued again as attempt {attempt + 1}\n")
     enqueue(session, BUILD_TASK, [build_id], queue=settings.build_queue)
     return True
