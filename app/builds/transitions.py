@@ -63,9 +63,6 @@ def transition(
     sources = allowed if expected is None else frozenset(expected) & allowed
     if not sources:
         return False
-    condition = [Build.id == build_id, Build.status.in_([s.value for s in sources])]
-    if attempt is not None:
-        condition.append(Build.attempt == attempt)
     plain_values = not any(isinstance(value, ClauseElement) for value in values.values())
     if plain_values and session.identity_map.get(identity_key(Build, build_id)) is None:
         # Not loaded: a Core UPDATE, much cheaper than the ORM's, and nothing to refresh (a
@@ -77,7 +74,10 @@ def transition(
             return False
         record_status(session, build_id)
         return True
-    # RETURNING refreshes the loaded build in the same round trip.
+    # RETURNING refreshes the build in the session, if loaded, in the same round trip.
+    condition = [Build.id == build_id, Build.status.in_([s.value for s in sources])]
+    if attempt is not None:
+        condition.append(Build.attempt == attempt)
     moved = session.scalars(
         update(Build).where(*condition).values(status=target.value, **values).returning(Build),
         execution_options={"synchronize_session": False, "populate_existing": True},
