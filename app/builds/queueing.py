@@ -247,15 +247,11 @@ def _superseded_candidates_query() -> Any:
         )
         .correlate(Build)
     )
-    return (
-        select(Build.id)
-        .where(
-            Build.repository_id == repository_id,
-            is_active(),
-            was_pushed_to_branch,
-            ~still_wanted_elsewhere,
-        )
-        .order_by(Build.id)
+    return select(Build.id).where(
+        Build.repository_id == repository_id,
+        is_active(),
+        was_pushed_to_branch,
+        ~still_wanted_elsewhere,
     )
 
 

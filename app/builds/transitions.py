@@ -64,7 +64,7 @@ def transition(
     if not sources:
         return False
     plain_values = not any(isinstance(value, ClauseElement) for value in values.values())
-    if plain_values and session.identity_map.get(identity_key(Build, build_id)) is None:
+    if plain_values and _loaded(session, build_id) is None:
         # Not loaded: a Core UPDATE, much cheaper than the ORM's, and nothing to refresh (a
         # later load in this transaction sees the change).
         statement = _core_update(target, sources, attempt is not None, tuple(sorted(values)))
@@ -91,9 +91,14 @@ def transition(
 
 def forget_loaded(session: Session, build_id: int) -> None:
     """Expires the build in the session, if loaded, after a Core statement changed its row."""
-    loaded = session.identity_map.get(identity_key(Build, build_id))
+    loaded = _loaded(session, build_id)
     if loaded is not None:
         session.expire(loaded)
+
+
+def _loaded(session: Session, build_id: int) -> object | None:
+    """The build's object in the session's identity map, without loading it."""
+    return session.identity_map.get(identity_key(Build, build_id))
 
 
 @cache

@@ -71,32 +71,26 @@ Message = OutboxMessage | Row[Any] | CommittedMessage
 def send(
     messages: Sequence[Message], publisher: Celery
 ) -> tuple[list[int], tuple[int, str] | None]:
-    """Sends the messages in order until one fails. Returns the ids sent and, if one failed, its
-    id and the error; the rest wait for the next relay pass.
+    """Sends the messages, all or none. Returns the ids sent and, if sending failed, the first
+    message's id and the error; they all wait for the next relay pass.
 
     Several messages go out as one batch where the transport can (one Redis pipeline instead of a
     client and a round trip each); if that batch fails, none of it counts as sent, so the sweep
-    sends it again later, twice at worst."""
-    if len(messages) > 1:
-        try:
+    sends it again later, twice at worst. A single message is sent as it is: a batch of one
+    costs more."""
+    if not messages:
+        return [], None
+    try:
+        if len(messages) == 1:
+            _send_one(publisher, messages[0], None)
+        else:
             with publisher.producer_or_acquire() as producer, producer.batch():
                 for message in messages:
                     _send_one(publisher, message, producer)
-        except Exception as exc:  # the broker's error types vary by transport
-            log.warning(
-                "outbox %s and %d more not dispatched: %s", messages[0].id, len(messages) - 1, exc
-            )
-            return [], (messages[0].id, str(exc)[:1000])
-        return [message.id for message in messages], None
-    sent: list[int] = []
-    for message in messages:
-        try:
-            _send_one(publisher, message, None)
-        except Exception as exc:
-            log.warning("outbox %s not dispatched: %s", message.id, exc)
-            return sent, (message.id, str(exc)[:1000])
-        sent.append(message.id)
-    return sent, None
+    except Exception as exc:  # the broker's error types vary by transport
+        log.warning("outbox %s (%d in all) not dispatched: %s", messages[0].id, len(messages), exc)
+        return [], (messages[0].id, str(exc)[:1000])
+    return [message.id for message in messages], None
 
 
 def _send_one(publisher: Celery, message: Message, producer: Any) -> None:
