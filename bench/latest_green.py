@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app import migrate  # noqa: E402
-from app.builds import repository as queries  # noqa: E402
+from app.builds import queries  # noqa: E402
 from app.db import build_engine  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 

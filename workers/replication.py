@@ -10,7 +10,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.models.base import utcnow
 from app.outbox.service import enqueue
-from app.registries import repository
+from app.registries import queries
 from app.registries.replication import copy_image_to
 from app.registries.service import check_health
 
@@ -28,10 +28,10 @@ def check_replicas() -> dict[str, str | None]:
     again)."""
     with session_scope() as session:
         errors = check_health(session)
-        for registry in repository.list_registries(session):
+        for registry in queries.list_registries(session):
             if errors.get(registry.name):
                 log.warning("registry %s is unhealthy: %s", registry.name, errors[registry.name])
-            elif repository.images_to_repair(session, registry.id, limit=1):
+            elif queries.images_to_repair(session, registry.id, limit=1):
                 enqueue(session, REPAIR_TASK, [registry.id], queue=get_settings().default_queue)
     return errors
 
@@ -44,11 +44,9 @@ def repair_replica(registry_id: int) -> int:
     settings = get_settings()
     lease = timedelta(seconds=settings.repair_lease_seconds)
     with session_scope() as session:
-        if not repository.claim_repair(session, registry_id, utcnow() + lease):
+        if not queries.claim_repair(session, registry_id, utcnow() + lease):
             return 0
-        image_ids = repository.images_to_repair(
-            session, registry_id, limit=settings.repair_batch_size
-        )
+        image_ids = queries.images_to_repair(session, registry_id, limit=settings.repair_batch_size)
     repaired = 0
     try:
         for image_id in image_ids:
@@ -62,5 +60,5 @@ def repair_replica(registry_id: int) -> int:
                 )
     finally:
         with session_scope() as session:
-            repository.release_repair(session, registry_id)
+            queries.release_repair(session, registry_id)
     return repaired

@@ -12,7 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
 from app.api.pagination import Page, decode_cursor, page_of, page_size
 from app.builds import service, stream
-from app.builds.repository import BuildFilters
+from app.builds.queries import BuildFilters
 from app.builds.schemas import BuildDetail, BuildSummary, LatestGreen, LogPage
 from app.errors import BadRequest
 from app.models import BuildStatus

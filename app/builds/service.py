@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.broker import BUILD_TASK
-from app.builds import logs
-from app.builds import repository as queries
+from app.builds import logs, queries
 from app.builds.queueing import start_new_attempt
 from app.builds.schemas import (
     BuildDetail,

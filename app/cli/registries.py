@@ -11,7 +11,7 @@ import click
 
 from app.db import session_scope
 from app.errors import CartridgeError
-from app.registries import repository, service
+from app.registries import queries, service
 from app.registries.proxy import proxy_config
 
 
@@ -80,8 +80,8 @@ def registry_list(check: bool) -> None:
     with session_scope() as session:
         if check:
             service.check_health(session)
-        counts = repository.missing_counts(session)
-        rows = repository.list_registries(session)
+        counts = queries.missing_counts(session)
+        rows = queries.list_registries(session)
         if not rows:
             click.echo("no replicas configured (builds use CARTRIDGE_REGISTRY_URL alone)")
             return
@@ -109,7 +109,7 @@ def registry_missing(name: str, limit: int) -> None:
     try:
         with session_scope() as session:
             registry_row = service.get_registry(session, name)
-            rows = repository.missing_images(session, registry_row.id, limit=limit)
+            rows = queries.missing_images(session, registry_row.id, limit=limit)
             for image, presence in rows:
                 reason = (presence.last_error if presence else None) or "never copied"
                 click.echo(f"{image.repository}:{image.tag} {image.manifest_digest}  ({reason})")

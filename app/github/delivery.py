@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.github import repository
+from app.github import queries
 from app.github.client import CommitStatus, GitHubClient, get_github_client
 from app.github.errors import GitHubError, RateLimited, TransientGitHubError
 from app.github.service import enqueue_delivery
@@ -49,7 +49,7 @@ def deliver(
     session: Session, build_id: int, *, connect: Callable[[], GitHubClient] = get_github_client
 ) -> Outcome:
     """Delivers the build's newest undelivered status. The caller commits."""
-    posts = repository.lock_queued_posts(session, build_id)
+    posts = queries.lock_queued_posts(session, build_id)
     if not posts:
         return Outcome.NOTHING
     *older, newest = posts
@@ -58,7 +58,7 @@ def deliver(
 
     now = utcnow()
     waits = [p.next_try_at for p in posts if p.next_try_at is not None]
-    pause = repository.rate_limit_pause(session, now)
+    pause = queries.rate_limit_pause(session, now)
     if pause is not None:
         waits.append(pause)
     wait_until = max(waits, default=None)
@@ -68,7 +68,7 @@ def deliver(
             enqueue_delivery(session, build_id, countdown=(wait_until - now).total_seconds())
         return Outcome.DEFERRED
 
-    redundant = _why_redundant(newest, repository.last_delivered(session, build_id))
+    redundant = _why_redundant(newest, queries.last_delivered(session, build_id))
     if redundant:
         _skip(newest, redundant)
         return Outcome.SKIPPED
@@ -150,7 +150,7 @@ def redrive(session: Session) -> int:
     """Re-enqueues deliveries that are due but apparently lost (a retry message that never
     arrived, a worker that died). Duplicates are harmless: delivery is per build and locked."""
     grace = timedelta(seconds=get_settings().github_status_redrive_seconds)
-    build_ids = repository.due_build_ids(session, utcnow() - grace)
+    build_ids = queries.due_build_ids(session, utcnow() - grace)
     for build_id in build_ids:
         enqueue_delivery(session, build_id)
     return len(build_ids)

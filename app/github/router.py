@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.api.deps import DbSession, ReadAccess
 from app.errors import NotFound
-from app.github import repository
+from app.github import queries
 from app.github.schemas import BuildStatusesOut, StatusPostOut
 from app.models import Build
 
@@ -18,7 +18,7 @@ def build_statuses(build_id: int, session: DbSession, _access: ReadAccess) -> Bu
     """Every commit status recorded for the build, oldest first, with its delivery outcome."""
     if session.get(Build, build_id) is None:
         raise NotFound(f"Build {build_id} does not exist.", code="build_not_found")
-    posts = repository.posts_for_build(session, build_id)
+    posts = queries.posts_for_build(session, build_id)
     return BuildStatusesOut(
         build_id=build_id, items=[StatusPostOut.model_validate(p) for p in posts]
     )

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from app.builds.schemas import image_reference
 from app.config import get_settings
 from app.errors import NotFound
-from app.images import repository
+from app.images import queries
 from app.images.schemas import ImageOut, Layer, ReplicaPresence
 from app.models import Image
-from app.registries.repository import PRESENT
+from app.registries.queries import PRESENT
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -59,14 +59,14 @@ def record(
 
 
 def get_by_digest(session: Session, digest: str) -> ImageOut:
-    found = repository.by_digest(session, digest) if DIGEST.match(digest) else None
+    found = queries.by_digest(session, digest) if DIGEST.match(digest) else None
     if found is None:
         raise NotFound(f"No image has the digest {digest}.", code="image_not_found")
     return _out(session, found)
 
 
 def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
-    found = repository.by_repository_and_sha(session, f"{owner}/{name}", sha)
+    found = queries.by_repository_and_sha(session, f"{owner}/{name}", sha)
     if found is None:
         raise NotFound(
             f"{owner}/{name} has no image for {sha} (not built yet, or its build failed).",
@@ -75,7 +75,7 @@ def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
     return _out(session, found)
 
 
-def _out(session: Session, found: repository.ImageOrigin) -> ImageOut:
+def _out(session: Session, found: queries.ImageOrigin) -> ImageOut:
     image = found.image
     replicas = [
         ReplicaPresence(
@@ -86,7 +86,7 @@ def _out(session: Session, found: repository.ImageOrigin) -> ImageOut:
             and replica.verified_digest == image.manifest_digest,
             verified_at=replica.verified_at if replica is not None else None,
         )
-        for registry, replica in repository.replicas_of(session, image.id)
+        for registry, replica in queries.replicas_of(session, image.id)
     ]
     return ImageOut(
         id=image.id,

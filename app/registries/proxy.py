@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.errors import CartridgeError
-from app.registries import repository
+from app.registries import queries
 from app.registries.distribution import base_url
 
 TEMPLATE_PATH = (
@@ -45,7 +45,7 @@ class Upstream:
 
 def upstreams(session: Session, settings: Settings) -> list[Upstream]:
     """The configured replicas; with none configured, the registry builds push to."""
-    registries = repository.list_registries(session)
+    registries = queries.list_registries(session)
     if not registries:
         return [Upstream(settings.registry_url)]
     return [Upstream(r.url, r.healthy) for r in registries]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings, get_settings
 from app.errors import NotFound
 from app.models import Image, Registry
-from app.registries import repository
+from app.registries import queries
 from app.registries.copier import CopyOptions, CopyReport, ImageRef, Target, copy_image
 from app.registries.service import ensure_default_registry, normalize_address, repository_path
 
@@ -86,10 +86,10 @@ def quorum_met(session: Session, image_id: int) -> bool:
     image = _image(session, image_id)
     verified = {
         row.registry_id
-        for row in repository.presence_rows(session, image_id)
-        if row.state == repository.PRESENT and row.verified_digest == image.manifest_digest
+        for row in queries.presence_rows(session, image_id)
+        if row.state == queries.PRESENT and row.verified_digest == image.manifest_digest
     }
-    registries = repository.list_registries(session)
+    registries = queries.list_registries(session)
     return quorum_holds(registries, verified, get_settings().replica_quorum)
 
 
@@ -102,7 +102,7 @@ def replicate_image(
     settings = get_settings()
     image = _image(session, image_id)
     ensure_default_registry(session)
-    registries = repository.list_registries(session)
+    registries = queries.list_registries(session)
     source_address = normalize_address(source or settings.registry_url)
     reports = _copy(session, image, source_address, registries, settings)
     outcomes = tuple(
@@ -126,7 +126,7 @@ def copy_image_to(session: Session, image_id: int, registry_id: int) -> ReplicaO
     target = session.get(Registry, registry_id)
     if target is None:
         raise NotFound(f"Registry {registry_id} does not exist.", code="registry_not_found")
-    sources = repository.sources_holding(session, image_id, exclude=registry_id)
+    sources = queries.sources_holding(session, image_id, exclude=registry_id)
     if not sources:
         # Nothing recorded: the image may still be on its way to its first replica.
         error = "no replica holds a verified copy of this image"
@@ -144,7 +144,7 @@ def _copy(
 ) -> list[CopyReport]:
     path = repository_path(image.repository)
     digests = {image.config_digest, *(layer.get("digest", "") for layer in image.layers or [])}
-    mounts = repository.mount_sources(
+    mounts = queries.mount_sources(
         session, [t.id for t in targets], digests, exclude_repository=image.repository
     )
     options = CopyOptions(
@@ -164,7 +164,7 @@ def _copy(
 def _record(
     session: Session, image: Image, registry: Registry, report: CopyReport
 ) -> ReplicaOutcome:
-    repository.record_presence(
+    queries.record_presence(
         session,
         image.id,
         registry.id,

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from app.api.deps import DbSession, ReadAccess, WriteToken
 from app.errors import BadRequest
 from app.models import Registry
-from app.registries import repository, service
+from app.registries import queries, service
 from app.registries.proxy import proxy_config
 from app.registries.schemas import (
     MissingImage,
@@ -31,8 +31,8 @@ def _out(registry: Registry, missing: int) -> RegistryOut:
 @router.get("")
 def list_registries(session: DbSession, _access: ReadAccess) -> RegistryList:
     """Every replica with its recorded health and how many images it lacks."""
-    counts = repository.missing_counts(session)
-    registries = repository.list_registries(session)
+    counts = queries.missing_counts(session)
+    registries = queries.list_registries(session)
     return RegistryList(items=[_out(r, counts.get(r.id, 0)) for r in registries])
 
 
@@ -51,13 +51,13 @@ def get_proxy_config(session: DbSession, _access: ReadAccess) -> PlainTextRespon
 @router.post("", status_code=201)
 def create_registry(body: RegistryCreate, session: DbSession, _token: WriteToken) -> RegistryOut:
     registry = service.create_registry(session, body.name, body.url, required=body.required)
-    return _out(registry, repository.missing_counts(session).get(registry.id, 0))
+    return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
 @router.get("/{name}")
 def get_registry(name: str, session: DbSession, _access: ReadAccess) -> RegistryOut:
     registry = service.get_registry(session, name)
-    return _out(registry, repository.missing_counts(session).get(registry.id, 0))
+    return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
 @router.patch("/{name}")
@@ -65,7 +65,7 @@ def update_registry(
     name: str, body: RegistryUpdate, session: DbSession, _token: WriteToken
 ) -> RegistryOut:
     registry = service.update_registry(session, name, url=body.url, required=body.required)
-    return _out(registry, repository.missing_counts(session).get(registry.id, 0))
+    return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
 @router.delete("/{name}", status_code=204)
@@ -85,7 +85,7 @@ def missing_images(
     """Images the replica lacks (not verified present there), newest first."""
     registry = service.get_registry(session, name)
     before_id = _cursor(cursor)
-    rows = repository.missing_images(session, registry.id, limit=limit, before_id=before_id)
+    rows = queries.missing_images(session, registry.id, limit=limit, before_id=before_id)
     items = [
         MissingImage(
             image_id=image.id,

@@ -11,7 +11,7 @@ from app.config import get_settings
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import Image, Registry
 from app.models.base import utcnow
-from app.registries import repository
+from app.registries import queries
 from app.registries.copier import probe
 
 DEFAULT_REGISTRY_NAME = "default"
@@ -40,7 +40,7 @@ def normalize_address(url: str) -> str:
 
 
 def get_registry(session: Session, name: str) -> Registry:
-    registry = repository.get_by_name(session, name)
+    registry = queries.get_by_name(session, name)
     if registry is None:
         raise NotFound(f"No registry replica is called {name!r}.", code="registry_not_found")
     return registry
@@ -52,7 +52,7 @@ def create_registry(session: Session, name: str, url: str, *, required: bool = T
             "A registry name is 1-63 lowercase letters, digits, '.', '_' or '-'.",
             code="invalid_registry_name",
         )
-    if repository.get_by_name(session, name) is not None:
+    if queries.get_by_name(session, name) is not None:
         raise Conflict(f"A registry replica called {name!r} exists.", code="registry_exists")
     registry = Registry(name=name, url=normalize_address(url), required=required, healthy=True)
     session.add(registry)
@@ -80,7 +80,7 @@ def delete_registry(session: Session, name: str) -> None:
 def ensure_default_registry(session: Session) -> None:
     """With no replica configured, the registry builds push to (`CARTRIDGE_REGISTRY_URL`) is the
     one replica, registered as `default` so that its presence and health are recorded too."""
-    if repository.list_registries(session):
+    if queries.list_registries(session):
         return
     values = {
         "name": DEFAULT_REGISTRY_NAME,
@@ -89,7 +89,7 @@ def ensure_default_registry(session: Session) -> None:
         "healthy": True,
         "created_at": utcnow(),
     }
-    insert = repository.upsert_for(session)
+    insert = queries.upsert_for(session)
     session.execute(insert(Registry).values(**values).on_conflict_do_nothing())
     session.flush()
 
@@ -97,13 +97,13 @@ def ensure_default_registry(session: Session) -> None:
 def check_health(session: Session) -> dict[str, str | None]:
     """Probes every replica (`GET /v2/`) and records the result. Returns name -> error or None."""
     settings = get_settings()
-    registries = repository.list_registries(session)
+    registries = queries.list_registries(session)
     errors = asyncio.run(
         probe({r.url for r in registries}, timeout=settings.registry_connect_timeout_seconds)
     )
     now = utcnow()
     for registry in registries:
-        repository.record_health(session, registry.id, errors[registry.url], now)
+        queries.record_health(session, registry.id, errors[registry.url], now)
     session.expire_all()
     return {r.name: errors[r.url] for r in registries}
 

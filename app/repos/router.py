@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
 from app.api.pagination import Page, decode_cursor, page_of, page_size
-from app.repos import repository as queries
-from app.repos import service
+from app.repos import queries, service
 from app.repos.schemas import RepositoryCreate, RepositoryOut, RepositoryUpdate
 
 router = APIRouter(tags=["repositories"])

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, NotFound
 from app.models import Repository
 from app.models.base import utcnow
-from app.repos import repository as queries
+from app.repos import queries
 from app.repos.schemas import RepositoryCreate, RepositoryUpdate, default_image_name
 
 

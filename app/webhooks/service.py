@@ -21,8 +21,8 @@ from app.builds.queueing import PushValues, branch_is_built, queue_push, record_
 from app.config import Settings, get_settings
 from app.errors import BadRequest, Unauthorized
 from app.models import Repository
-from app.repos.repository import find_by_full_name
-from app.webhooks import repository as queries
+from app.repos.queries import find_by_full_name
+from app.webhooks import queries
 from app.webhooks.schemas import DeliveryOutcome, DeliveryResult, PushEvent
 from app.webhooks.signature import signature_matches
 

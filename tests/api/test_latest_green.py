@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from app.builds import repository as queries
+from app.builds import queries
 from app.config import get_settings
 from tests.support.factories import MakeBuild, MakeImage, MakePush, MakeRepository
 

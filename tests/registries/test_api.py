@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.cli.main import cli
 from app.models import Build, Image, Registry, Repository
-from app.registries.repository import record_presence
+from app.registries.queries import record_presence
 from app.registries.service import proxy_reference
 
 

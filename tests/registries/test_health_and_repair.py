@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.models import Image, OutboxMessage, Registry
 from app.models.base import utcnow
+from app.registries.queries import claim_repair
 from app.registries.replication import quorum_met, replicate_image
-from app.registries.repository import claim_repair
 from tests.support.registry import RunningRegistry
 from tests.support.registry_cluster import (
     PushedImage,

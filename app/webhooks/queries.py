@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.builds.queueing import dialect_insert, insert_for
 from app.models import Repository, WebhookDelivery
-from app.repos.repository import find_by_full_name
+from app.repos.queries import find_by_full_name
 from app.repos.schemas import default_image_name
 from app.webhooks.schemas import RepositoryRef
 
