@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     github_status_retry_base_seconds: float = 5.0
     github_status_retry_max_seconds: float = 900.0
     github_status_max_tries: int = 15
-    # How often the periodic job re-sends deliveries whose retry is due (or whose message was lost).
+    # How often the periodic job re-sends statuses whose retry is due (or whose message was lost).
     github_status_redrive_seconds: float = 60.0
 
     @property
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
 
     @property
     def github_statuses_enabled(self) -> bool:
-        """Commit statuses are recorded only when there are credentials to deliver them with."""
+        """Commit statuses are recorded only when there are credentials to send them with."""
         return self.github_token is not None or self.github_app_configured
 
     def resolved_database_url(self) -> str:

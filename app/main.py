@@ -12,12 +12,12 @@ from sqlalchemy.exc import OperationalError
 from app.builds.router import router as builds_router
 from app.config import get_settings
 from app.errors import CartridgeError, ServiceUnavailable
-from app.github.router import router as github_router
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
 from app.registries.router import router as registries_router
 from app.repos.router import router as repos_router
+from app.statuses.router import router as github_router
 from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)

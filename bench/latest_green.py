@@ -92,7 +92,7 @@ def fill(dsn: str, builds: int, repos: int) -> dict[str, int]:
         """,  # noqa: S608
         """
         INSERT INTO pushes (id, repository_id, ref, branch, before_sha, after_sha, forced,
-            created, deleted, pusher, build_id, outcome, received_at)
+            created, deleted, pusher, build_id, decision, received_at)
         SELECT 2 * b.build_id, b.repository_id, 'refs/heads/' || b.branch, b.branch,
             repeat('0', 40), builds.sha, false, false, false, 'octocat', b.build_id, 'built',
             builds.queued_at
@@ -101,7 +101,7 @@ def fill(dsn: str, builds: int, repos: int) -> dict[str, int]:
         # 1 % of pushes are followed by a force push back to the repository's build 50 earlier.
         f"""
         INSERT INTO pushes (id, repository_id, ref, branch, before_sha, after_sha, forced,
-            created, deleted, pusher, build_id, outcome, received_at)
+            created, deleted, pusher, build_id, decision, received_at)
         SELECT 2 * b.build_id + 1, b.repository_id, 'refs/heads/' || b.branch, b.branch,
             builds.sha, older.sha, true, false, false, 'octocat', older.id, 'built',
             builds.queued_at
@@ -113,7 +113,7 @@ def fill(dsn: str, builds: int, repos: int) -> dict[str, int]:
         # 3 % of feature pushes are followed by the branch's deletion (later pushes revive it).
         """
         INSERT INTO pushes (id, repository_id, ref, branch, before_sha, after_sha, forced,
-            created, deleted, pusher, build_id, outcome, received_at)
+            created, deleted, pusher, build_id, decision, received_at)
         SELECT 2 * b.build_id + 1, b.repository_id, 'refs/heads/' || b.branch, b.branch,
             builds.sha, repeat('0', 40), false, false, true, 'octocat', NULL, 'deleted',
             builds.queued_at
@@ -122,7 +122,7 @@ def fill(dsn: str, builds: int, repos: int) -> dict[str, int]:
             AND abs(hashtext(b.build_id || 'd')) % 100 < 3
         """,
         """
-        INSERT INTO images (build_id, attempt, repository, tag, manifest_digest, config_digest,
+        INSERT INTO images (build_id, attempt, name, tag, manifest_digest, config_digest,
             media_type, size, layers, roles, labels, created_at)
         SELECT id, 1, 'bench-repo-' || repository_id, sha,
             'sha256:' || md5(sha) || md5(sha || 'm'), 'sha256:' || md5(sha || 'c') || md5(sha),

@@ -88,7 +88,7 @@ def record(pushed: PushedImage) -> int:
         session.flush()
         image = Image(
             build_id=build.id,
-            repository=pushed.repository,
+            name=pushed.repository,
             tag=pushed.tag,
             manifest_digest=pushed.manifest_digest,
             config_digest=pushed.config_digest,

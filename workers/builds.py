@@ -171,7 +171,7 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
             session,
             build_id=job.build_id,
             attempt=job.attempt,
-            repository_name=published.repository,
+            image_name=published.image_name,
             tag=published.tag,
             manifest_digest=manifest.digest,
             config_digest=manifest.config_digest,

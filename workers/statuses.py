@@ -1,4 +1,4 @@
-"""Commit status delivery to GitHub, and the periodic re-drive of deliveries that are due."""
+"""Sending commit statuses to GitHub, and the periodic re-drive of sends that are due."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import logging
 
 from app.broker import get_celery
 from app.db import session_scope
-from app.github.delivery import deliver, redrive
-from app.github.service import DELIVER_TASK
+from app.statuses.sending import redrive, send_newest
+from app.statuses.service import SEND_TASK
 
 REDRIVE_TASK = "cartridge.statuses.redrive"
 
@@ -15,13 +15,13 @@ celery_app = get_celery()
 log = logging.getLogger(__name__)
 
 
-@celery_app.task(name=DELIVER_TASK, ignore_result=True)
-def deliver_statuses(build_id: int) -> str:
-    """Sends the build's newest undelivered status. Retries are scheduled through the outbox
+@celery_app.task(name=SEND_TASK, ignore_result=True)
+def send_statuses(build_id: int) -> str:
+    """Sends the build's newest unsent status. Retries are scheduled through the outbox
     (with a countdown) in the same transaction that records the failed try."""
     with session_scope() as session:
-        outcome = deliver(session, build_id)
-    log.info("status delivery for build %s: %s", build_id, outcome)
+        outcome = send_newest(session, build_id)
+    log.info("status send for build %s: %s", build_id, outcome)
     return outcome.value
 
 

@@ -113,7 +113,7 @@ class BranchHead:
     build_id: int | None
     sha: str | None
     finished_at: datetime | None
-    image_repository: str | None
+    image_name: str | None
     image_tag: str | None
     image_digest: str | None
     roles: dict[str, str] | None
@@ -134,7 +134,7 @@ def latest_green_statement(
             Build.id,
             Build.sha,
             Build.finished_at,
-            Image.repository,
+            Image.name,
             Image.tag,
             Image.manifest_digest,
             Image.roles,

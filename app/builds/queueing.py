@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, aliased
 from app.broker import BUILD_TASK
 from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
-from app.github.service import record_status
-from app.models import Build, BuildStatus, Push, Repository
+from app.models import Build, BuildStatus, Push, PushDecision, Repository
 from app.models.base import utcnow
 from app.models.build import is_active
 from app.outbox.service import enqueue
+from app.statuses.service import record_status
 
 SHORT_SHA_LENGTH = 7
 
@@ -42,7 +42,7 @@ class PushValues(TypedDict):
     """The columns of a `pushes` row, but its build."""
 
     repository_id: int
-    delivery_id: int | None
+    webhook_delivery_id: int | None
     ref: str
     branch: str | None
     tag: str | None
@@ -53,7 +53,7 @@ class PushValues(TypedDict):
     deleted: bool
     pusher: str | None
     head_commit_message: str | None
-    outcome: str
+    decision: PushDecision
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from app.images.references import pull_reference
 from app.models import Build, BuildStatus, Image, Push
 
 
@@ -76,7 +77,7 @@ class SupersededBy(BaseModel):
 
 
 class ImageOut(BaseModel):
-    repository: str
+    name: str  # in the registries
     tag: str
     digest: str
     reference: str
@@ -89,21 +90,16 @@ class ImageOut(BaseModel):
     @classmethod
     def of(cls, image: Image, proxy_host: str) -> ImageOut:
         return cls(
-            repository=image.repository,
+            name=image.name,
             tag=image.tag,
             digest=image.manifest_digest,
-            reference=image_reference(proxy_host, image.repository, image.manifest_digest),
+            reference=pull_reference(proxy_host, image.name, image.manifest_digest),
             config_digest=image.config_digest,
             size=image.size,
             roles=dict(image.roles),
             labels=dict(image.labels),
             created_at=image.created_at,
         )
-
-
-def image_reference(proxy_host: str, repository: str, digest: str) -> str:
-    """How deploy hosts pull the image: by digest, through the caching proxy."""
-    return f"{proxy_host}/{repository}@{digest}"
 
 
 class BuildDetail(BuildSummary):
@@ -125,7 +121,7 @@ class LogPage(BaseModel):
 
 
 class LatestGreenImage(BaseModel):
-    repository: str
+    name: str  # in the registries
     tag: str
     digest: str
     reference: str

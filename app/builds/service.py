@@ -18,11 +18,11 @@ from app.builds.schemas import (
     LogPage,
     PushOut,
     SupersededBy,
-    image_reference,
 )
 from app.builds.transitions import transition
 from app.config import Settings
 from app.errors import BadRequest, InvalidTransition, NotFound
+from app.images.references import pull_reference
 from app.models import Build, BuildStatus, Push
 from app.models.base import utcnow
 from app.outbox.service import enqueue
@@ -169,10 +169,10 @@ def latest_green(session: Session, full_name: str, branch: str, settings: Settin
             branch=branch,
         )
     image = None
-    if head.image_repository and head.image_digest and head.image_tag is not None:
-        reference = image_reference(settings.proxy_host, head.image_repository, head.image_digest)
+    if head.image_name and head.image_digest and head.image_tag is not None:
+        reference = pull_reference(settings.proxy_host, head.image_name, head.image_digest)
         image = LatestGreenImage(
-            repository=head.image_repository,
+            name=head.image_name,
             tag=head.image_tag,
             digest=head.image_digest,
             reference=reference,

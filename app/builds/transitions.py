@@ -16,8 +16,8 @@ from sqlalchemy import ClauseElement, Table, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from app.github.service import record_status
 from app.models import Build, BuildStatus
+from app.statuses.service import record_status
 
 ALLOWED: dict[BuildStatus, frozenset[BuildStatus]] = {
     BuildStatus.QUEUED: frozenset({BuildStatus.RUNNING, BuildStatus.CANCELLED}),

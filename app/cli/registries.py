@@ -112,7 +112,7 @@ def registry_missing(name: str, limit: int) -> None:
             rows = queries.missing_images(session, registry_row.id, limit=limit)
             for image, presence in rows:
                 reason = (presence.last_error if presence else None) or "never copied"
-                click.echo(f"{image.repository}:{image.tag} {image.manifest_digest}  ({reason})")
+                click.echo(f"{image.name}:{image.tag} {image.manifest_digest}  ({reason})")
             if not rows:
                 click.echo(f"{name} lacks no image")
     except CartridgeError as error:

@@ -1,4 +1,4 @@
-"""`cartridge builds statuses ID`: the commit statuses recorded for a build and their delivery."""
+"""`cartridge builds statuses ID`: the commit statuses recorded for a build, and their sending."""
 
 from __future__ import annotations
 
@@ -32,17 +32,17 @@ def statuses(api: ApiClient, as_json: bool, build_id: int) -> None:
         ]
         for post in history["items"]
     ]
-    click.echo(table(rows, ["ID", "RECORDED", "TRY", "STATE", "DESCRIPTION", "DELIVERY"]))
+    click.echo(table(rows, ["ID", "RECORDED", "TRY", "STATE", "DESCRIPTION", "SENT"]))
 
 
 def _outcome(post: dict[str, Any]) -> str:
-    delivery: str = post["delivery"]
-    if delivery == "skipped" and post["skip_reason"]:
+    send_state: str = post["send_state"]
+    if send_state == "skipped" and post["skip_reason"]:
         return f"skipped: {post['skip_reason']}"
-    if delivery == "queued" and post["next_try_at"]:
+    if send_state == "queued" and post["next_try_at"]:
         return (
             f"queued, try {post['tries'] + 1} at {when(post['next_try_at'])}: {post['last_error']}"
         )
-    if delivery == "failed":
+    if send_state == "failed":
         return f"failed after {post['tries']} tries: {post['last_error']}"
-    return delivery
+    return send_state

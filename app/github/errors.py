@@ -1,4 +1,4 @@
-"""How a GitHub answer (or the lack of one) decides what happens to a status delivery."""
+"""How a GitHub answer (or the lack of one) decides what happens to a status that was sent."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ class DatabaseCollector(Collector):
             "cartridge_builds", "Builds by current status.", labels=["status"]
         )
         for status in BuildStatus:
-            by_status.add_metric([status.value], builds.get(status.value, 0))
+            by_status.add_metric([status.value], builds.get(status, 0))
         yield by_status
         by_outcome = GaugeMetricFamily(
             "cartridge_webhook_deliveries",

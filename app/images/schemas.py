@@ -27,7 +27,7 @@ class ImageOut(BaseModel):
     attempt: int
     source_repository: str = Field(description="The GitHub repository (owner/name).")
     sha: str = Field(description="The commit the image was built from.")
-    repository: str = Field(description="The image's repository name in the registry.")
+    name: str = Field(description="The image's name in the registries.")
     tag: str = Field(description="The full commit SHA.")
     digest: str = Field(description="The manifest digest the registry confirmed.")
     reference: str = Field(description="How deploy hosts pull it: by digest, through the proxy.")

@@ -8,13 +8,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.builds.schemas import image_reference
 from app.config import get_settings
 from app.errors import NotFound
 from app.images import queries
+from app.images.references import pull_reference
 from app.images.schemas import ImageOut, Layer, ReplicaPresence
-from app.models import Image
-from app.registries.queries import PRESENT
+from app.models import Image, ReplicaState
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -24,7 +23,7 @@ def record(
     *,
     build_id: int,
     attempt: int,
-    repository_name: str,
+    image_name: str,
     tag: str,
     manifest_digest: str,
     config_digest: str,
@@ -36,7 +35,7 @@ def record(
 ) -> Image:
     values: dict[str, Any] = {
         "attempt": attempt,
-        "repository": repository_name,
+        "name": image_name,
         "tag": tag,
         "manifest_digest": manifest_digest,
         "config_digest": config_digest,
@@ -82,7 +81,7 @@ def _out(session: Session, found: queries.ImageOrigin) -> ImageOut:
             registry=registry.name,
             required=registry.required,
             present=replica is not None
-            and replica.state == PRESENT
+            and replica.state is ReplicaState.PRESENT
             and replica.verified_digest == image.manifest_digest,
             verified_at=replica.verified_at if replica is not None else None,
         )
@@ -95,12 +94,10 @@ def _out(session: Session, found: queries.ImageOrigin) -> ImageOut:
         attempt=image.attempt,
         source_repository=found.full_name,
         sha=found.sha,
-        repository=image.repository,
+        name=image.name,
         tag=image.tag,
         digest=image.manifest_digest,
-        reference=image_reference(
-            get_settings().proxy_host, image.repository, image.manifest_digest
-        ),
+        reference=pull_reference(get_settings().proxy_host, image.name, image.manifest_digest),
         config_digest=image.config_digest,
         media_type=image.media_type,
         size=image.size,

@@ -5,13 +5,13 @@ from app.models.base import Base
 from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
 from app.models.build_log_chunk import BuildLogChunk
 from app.models.image import Image
-from app.models.image_replica import ImageReplica
+from app.models.image_replica import ImageReplica, ReplicaState
 from app.models.outbox_message import OutboxMessage
-from app.models.push import Push
+from app.models.push import Push, PushDecision
 from app.models.registry import Registry
 from app.models.repository import Repository
-from app.models.status_post import StatusPost
-from app.models.webhook_delivery import WebhookDelivery
+from app.models.status_post import CommitState, SendState, StatusPost
+from app.models.webhook_delivery import DeliveryOutcome, WebhookDelivery
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -21,12 +21,17 @@ __all__ = [
     "Build",
     "BuildLogChunk",
     "BuildStatus",
+    "CommitState",
+    "DeliveryOutcome",
     "Image",
     "ImageReplica",
     "OutboxMessage",
     "Push",
+    "PushDecision",
     "Registry",
+    "ReplicaState",
     "Repository",
+    "SendState",
     "StatusPost",
     "WebhookDelivery",
 ]

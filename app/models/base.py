@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase
 
@@ -41,6 +42,31 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+class StrEnum(TypeDecorator[E], Generic[E]):
+    """A status column: stored as the member's value in a VARCHAR (a CHECK constraint in the
+    migration lists the values), read back as the enum member. Plain strings that name a member
+    are accepted on the way in, so Core statements may bind either."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum_type: type[E], length: int = 40) -> None:
+        super().__init__(length)
+        self.enum_type = enum_type
+
+    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:
+        return None if value is None else self.enum_type(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> E | None:
+        return None if value is None else self.enum_type(value)
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        return self
 
 
 class Base(DeclarativeBase):

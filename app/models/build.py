@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, BigId, UtcDateTime, utcnow
+from app.models.base import Base, BigId, StrEnum, UtcDateTime, utcnow
 
 
 class BuildStatus(enum.StrEnum):
@@ -65,7 +65,9 @@ class Build(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
     sha: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(16), default=BuildStatus.QUEUED.value)
+    status: Mapped[BuildStatus] = mapped_column(
+        StrEnum(BuildStatus, 16), default=BuildStatus.QUEUED
+    )
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     # Lease expiries that led to a retry during the current attempt chain.
     lease_retries: Mapped[int] = mapped_column(Integer, default=0)

@@ -17,7 +17,8 @@ class Image(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"), unique=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
-    repository: Mapped[str] = mapped_column(String(255))
+    # The image's name in the registries (`octo-app`), the repository's `image_name`.
+    name: Mapped[str] = mapped_column(String(255))
     tag: Mapped[str] = mapped_column(String(128))
     manifest_digest: Mapped[str] = mapped_column(String(100), index=True)
     config_digest: Mapped[str] = mapped_column(String(100))

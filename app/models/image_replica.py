@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, BigId, UtcDateTime, utcnow
+from app.models.base import Base, BigId, StrEnum, UtcDateTime, utcnow
+
+
+class ReplicaState(enum.StrEnum):
+    PRESENT = "present"  # verified on the replica by manifest digest
+    MISSING = "missing"  # not verified there (never copied, or the last copy failed)
 
 
 class ImageReplica(Base):
@@ -17,8 +23,9 @@ class ImageReplica(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id", ondelete="CASCADE"))
-    # present | missing
-    state: Mapped[str] = mapped_column(String(16), default="missing")
+    state: Mapped[ReplicaState] = mapped_column(
+        StrEnum(ReplicaState, 16), default=ReplicaState.MISSING
+    )
     verified_digest: Mapped[str | None] = mapped_column(String(100), default=None)
     verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)

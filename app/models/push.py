@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, BigId, UtcDateTime, utcnow
+from app.models.base import Base, BigId, StrEnum, UtcDateTime, utcnow
+
+
+class PushDecision(enum.StrEnum):
+    """What Cartridge did with a push."""
+
+    BUILT = "built"  # its SHA's build was queued, re-queued or shared
+    DELETED = "deleted"  # a branch or tag deletion: recorded, nothing built
+    TAG_SKIPPED = "tag_skipped"  # a tag push while tags are not built
+    FILTERED = "filtered"  # a branch the repository's filters exclude
+    IGNORED = "ignored"  # a ref that is neither a branch nor a tag
 
 
 class Push(Base):
@@ -19,7 +30,7 @@ class Push(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
-    delivery_id: Mapped[int | None] = mapped_column(
+    webhook_delivery_id: Mapped[int | None] = mapped_column(
         ForeignKey("webhook_deliveries.id", ondelete="SET NULL"), default=None
     )
     ref: Mapped[str] = mapped_column(String(500))
@@ -35,6 +46,7 @@ class Push(Base):
     build_id: Mapped[int | None] = mapped_column(
         ForeignKey("builds.id", ondelete="SET NULL"), default=None
     )
-    # built | deleted | tag_skipped | filtered
-    outcome: Mapped[str] = mapped_column(String(40), default="built")
+    decision: Mapped[PushDecision] = mapped_column(
+        StrEnum(PushDecision, 40), default=PushDecision.BUILT
+    )
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

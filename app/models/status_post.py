@@ -6,12 +6,21 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, BigId, UtcDateTime, utcnow
+from app.models.base import Base, BigId, StrEnum, UtcDateTime, utcnow
 
 
-class Delivery(enum.StrEnum):
+class CommitState(enum.StrEnum):
+    """The state of a GitHub commit status."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
+class SendState(enum.StrEnum):
     QUEUED = "queued"
-    DELIVERED = "delivered"
+    SENT = "sent"
     SKIPPED = "skipped"
     FAILED = "failed"
 
@@ -22,24 +31,23 @@ class StatusPost(Base):
     __tablename__ = "status_posts"
     __table_args__ = (
         Index("ix_status_posts_build_order", "build_id", "id"),
-        # The periodic re-drive and the rate-limit pause look only at undelivered posts.
-        Index("ix_status_posts_due", "delivery", "next_try_at"),
+        # The periodic re-drive and the rate-limit pause look only at unsent posts.
+        Index("ix_status_posts_due", "send_state", "next_try_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
-    # GitHub state: pending | success | failure | error
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[CommitState] = mapped_column(StrEnum(CommitState, 16))
     context: Mapped[str] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(String(140))
     target_url: Mapped[str | None] = mapped_column(String(1000), default=None)
-    # queued | delivered | skipped (superseded or unchanged, see skip_reason) | failed (permanent)
-    delivery: Mapped[str] = mapped_column(String(16), default=Delivery.QUEUED.value)
+    # queued | sent | skipped (superseded or unchanged, see skip_reason) | failed (permanent)
+    send_state: Mapped[SendState] = mapped_column(StrEnum(SendState, 16), default=SendState.QUEUED)
     skip_reason: Mapped[str | None] = mapped_column(String(200), default=None)
     tries: Mapped[int] = mapped_column(Integer, default=0)
     next_try_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     response_code: Mapped[int | None] = mapped_column(Integer, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

@@ -3,7 +3,7 @@
 The compressed blobs travel as they are: each blob a target lacks is read from the source once
 and streamed, in the same pass, into one monolithic upload per target that needs it
 (`POST uploads/`, then a streamed `PUT ?digest=`). Blobs are copied concurrently; a blob a target
-already has costs a HEAD, and one another repository on the target holds is mounted instead of
+already has costs a HEAD, and one another image path on the target holds is mounted instead of
 sent. The manifest goes last, with its exact bytes and media type, so that its digest is
 unchanged, and a HEAD verifies the digest. A target that fails is left out of the rest of the
 pass and retried in the next one. Nothing here touches the database: callers record the reports.
@@ -31,7 +31,7 @@ TEE_BUFFER_CHUNKS = 8
 
 @dataclass(frozen=True)
 class ImageRef:
-    repository: str  # the path inside the registry, e.g. "octo-app"
+    path: str  # the image's path inside the registry, e.g. "octo-app"
     digest: str
     media_type: str
     tag: str | None = None
@@ -44,7 +44,7 @@ class ImageRef:
 @dataclass(frozen=True)
 class Target:
     address: str
-    # digest -> another repository on this replica that holds the blob (cross-repository mount).
+    # digest -> another image path on this replica that holds the blob (cross-repository mount).
     mount_from: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -175,10 +175,10 @@ class _ImageCopy:
     async def _source_manifests(self) -> list[Manifest]:
         """The image's manifests: an index's children first, then the image's own."""
         if self._manifests is None:
-            repository, digest = self.image.repository, self.image.digest
-            top = await self.source.get_manifest(repository, digest, self.image.media_type)
+            path, digest = self.image.path, self.image.digest
+            top = await self.source.get_manifest(path, digest, self.image.media_type)
             children = [
-                await self.source.get_manifest(repository, child, media_type)
+                await self.source.get_manifest(path, child, media_type)
                 for child, media_type in (top.children() if top.is_index() else [])
             ]
             self._manifests = [*children, top]
@@ -186,9 +186,7 @@ class _ImageCopy:
 
     async def _serves(self, replica: _Replica) -> bool:
         image = self.image
-        served = await replica.client.manifest_digest(
-            image.repository, image.reference, image.media_type
-        )
+        served = await replica.client.manifest_digest(image.path, image.reference, image.media_type)
         return served == image.digest
 
     async def _copy_blob(
@@ -201,7 +199,7 @@ class _ImageCopy:
             if not sinks:
                 return
             try:
-                async with self.source.open_blob(self.image.repository, blob.digest) as response:
+                async with self.source.open_blob(self.image.path, blob.digest) as response:
                     length = int(response.headers.get("Content-Length") or blob.size)
                     await _tee(response.aiter_raw(), sinks, blob.digest, length)
             except (httpx.HTTPError, RegistryError) as exc:
@@ -211,12 +209,12 @@ class _ImageCopy:
 
     async def _open_upload(self, replica: _Replica, blob: Blob) -> str:
         """The upload location, or "" when the replica has the blob or just mounted it."""
-        repository = self.image.repository
-        if await replica.client.has_blob(repository, blob.digest):
+        path = self.image.path
+        if await replica.client.has_blob(path, blob.digest):
             replica.report.blobs_present += 1
             return ""
         location = await replica.client.start_upload(
-            repository, mount=blob.digest, mount_from=replica.spec.mount_from.get(blob.digest)
+            path, mount=blob.digest, mount_from=replica.spec.mount_from.get(blob.digest)
         )
         if location is None:
             replica.report.blobs_mounted += 1
@@ -224,10 +222,10 @@ class _ImageCopy:
         return location
 
     async def _finish(self, replica: _Replica, in_push_order: list[Manifest]) -> None:
-        repository = self.image.repository
+        path = self.image.path
         for child in in_push_order[:-1]:
-            await replica.client.put_manifest(repository, child.digest, child)
-        await replica.client.put_manifest(repository, self.image.reference, in_push_order[-1])
+            await replica.client.put_manifest(path, child.digest, child)
+        await replica.client.put_manifest(path, self.image.reference, in_push_order[-1])
         if not await self._serves(replica):
             raise RegistryError(f"{replica.spec.address} does not serve {self.image.digest}")
         replica.report.verified_digest, replica.report.error = self.image.digest, None

@@ -99,10 +99,10 @@ class RegistryClient:
         response = await self.http.get(self._url(""))
         return response.status_code
 
-    async def manifest_digest(self, repository: str, reference: str, media_type: str) -> str | None:
+    async def manifest_digest(self, path: str, reference: str, media_type: str) -> str | None:
         """The digest the replica serves for `reference`, or None when it does not have it."""
         response = await self.http.head(
-            self._url(f"{repository}/manifests/{reference}"),
+            self._url(f"{path}/manifests/{reference}"),
             headers={"Accept": accept_header(media_type)},
         )
         if response.status_code == 404:
@@ -110,9 +110,9 @@ class RegistryClient:
         _expect(response, 200, "HEAD manifest")
         return response.headers.get("Docker-Content-Digest")
 
-    async def get_manifest(self, repository: str, digest: str, media_type: str) -> Manifest:
+    async def get_manifest(self, path: str, digest: str, media_type: str) -> Manifest:
         response = await self.http.get(
-            self._url(f"{repository}/manifests/{digest}"),
+            self._url(f"{path}/manifests/{digest}"),
             headers={"Accept": accept_header(media_type)},
         )
         _expect(response, 200, "GET manifest")
@@ -122,9 +122,9 @@ class RegistryClient:
         content_type = response.headers.get("Content-Type", media_type).split(";")[0].strip()
         return Manifest(digest, content_type, response.content)
 
-    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
+    async def put_manifest(self, path: str, reference: str, manifest: Manifest) -> None:
         response = await self.http.put(
-            self._url(f"{repository}/manifests/{reference}"),
+            self._url(f"{path}/manifests/{reference}"),
             content=manifest.content,
             headers={"Content-Type": manifest.media_type},
         )
@@ -133,20 +133,20 @@ class RegistryClient:
         if returned and returned != manifest.digest:
             raise RegistryError(f"{self.address} stored manifest {returned}, not {manifest.digest}")
 
-    async def has_blob(self, repository: str, digest: str) -> bool:
-        response = await self.http.head(self._url(f"{repository}/blobs/{digest}"))
+    async def has_blob(self, path: str, digest: str) -> bool:
+        response = await self.http.head(self._url(f"{path}/blobs/{digest}"))
         if response.status_code == 404:
             return False
         _expect(response, 200, "HEAD blob")
         return True
 
     async def start_upload(
-        self, repository: str, *, mount: str | None = None, mount_from: str | None = None
+        self, path: str, *, mount: str | None = None, mount_from: str | None = None
     ) -> str | None:
         """Opens an upload and returns its location, or None when the blob was mounted from
-        `mount_from` (another repository on the same replica) and needs no upload."""
+        `mount_from` (another path on the same replica) and needs no upload."""
         params = {"mount": mount, "from": mount_from} if mount and mount_from else None
-        response = await self.http.post(self._url(f"{repository}/blobs/uploads/"), params=params)
+        response = await self.http.post(self._url(f"{path}/blobs/uploads/"), params=params)
         if response.status_code == 201 and params:
             return None
         _expect(response, 202, "POST upload")
@@ -168,9 +168,9 @@ class RegistryClient:
         _expect(response, 201, "PUT upload")
 
     @asynccontextmanager
-    async def open_blob(self, repository: str, digest: str) -> AsyncIterator[httpx.Response]:
+    async def open_blob(self, path: str, digest: str) -> AsyncIterator[httpx.Response]:
         """A streaming GET of a blob (following a redirect to the storage backend)."""
-        request = self.http.build_request("GET", self._url(f"{repository}/blobs/{digest}"))
+        request = self.http.build_request("GET", self._url(f"{path}/blobs/{digest}"))
         response = await self.http.send(request, stream=True, follow_redirects=True)
         try:
             if response.status_code != 200:

@@ -10,11 +10,8 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Image, ImageReplica, Registry
+from app.models import Image, ImageReplica, Registry, ReplicaState
 from app.models.base import utcnow
-
-PRESENT = "present"
-MISSING = "missing"
 
 
 def list_registries(session: Session) -> list[Registry]:
@@ -38,7 +35,7 @@ def _missing_on(registry_id: int) -> Select[Image, ImageReplica]:
             ImageReplica,
             and_(ImageReplica.image_id == Image.id, ImageReplica.registry_id == registry_id),
         )
-        .where(or_(ImageReplica.id.is_(None), ImageReplica.state != PRESENT))
+        .where(or_(ImageReplica.id.is_(None), ImageReplica.state != ReplicaState.PRESENT))
     )
 
 
@@ -61,7 +58,7 @@ def images_to_repair(session: Session, registry_id: int, *, limit: int) -> list[
         .where(
             elsewhere.image_id == Image.id,
             elsewhere.registry_id != registry_id,
-            elsewhere.state == PRESENT,
+            elsewhere.state == ReplicaState.PRESENT,
         )
         .exists()
     )
@@ -80,7 +77,7 @@ def missing_counts(session: Session) -> dict[int, int]:
     total_images = session.scalar(select(func.count(Image.id))) or 0
     present_counts = session.execute(
         select(ImageReplica.registry_id, func.count(ImageReplica.id))
-        .where(ImageReplica.state == PRESENT)
+        .where(ImageReplica.state == ReplicaState.PRESENT)
         .group_by(ImageReplica.registry_id)
     )
     present: dict[int, int] = dict(present_counts.all())
@@ -97,7 +94,7 @@ def sources_holding(session: Session, image_id: int, *, exclude: int) -> list[Re
         .join(ImageReplica, ImageReplica.registry_id == Registry.id)
         .where(
             ImageReplica.image_id == image_id,
-            ImageReplica.state == PRESENT,
+            ImageReplica.state == ReplicaState.PRESENT,
             Registry.id != exclude,
         )
         .order_by(Registry.healthy.desc(), ImageReplica.verified_at.desc())
@@ -106,7 +103,7 @@ def sources_holding(session: Session, image_id: int, *, exclude: int) -> list[Re
 
 
 def mount_sources(
-    session: Session, registry_ids: Iterable[int], digests: set[str], *, exclude_repository: str
+    session: Session, registry_ids: Iterable[int], digests: set[str], *, exclude_name: str
 ) -> dict[int, dict[str, str]]:
     """Registry id -> {blob digest: another repository on it that holds the blob}, from the
     layers of recent images verified there. Lets a replica mount a shared base layer instead of
@@ -116,12 +113,12 @@ def mount_sources(
     if not ids or not digests:
         return found
     query = (
-        select(ImageReplica.registry_id, Image.repository, Image.config_digest, Image.layers)
+        select(ImageReplica.registry_id, Image.name, Image.config_digest, Image.layers)
         .join(Image, Image.id == ImageReplica.image_id)
         .where(
             ImageReplica.registry_id.in_(ids),
-            ImageReplica.state == PRESENT,
-            Image.repository != exclude_repository,
+            ImageReplica.state == ReplicaState.PRESENT,
+            Image.name != exclude_name,
         )
         .order_by(Image.id.desc())
         .limit(500)
@@ -150,7 +147,7 @@ def record_presence(
     """Upserts the replica's last verification of the image (concurrent writers are fine)."""
     now = utcnow()
     values: dict[str, Any] = {
-        "state": PRESENT if verified_digest else MISSING,
+        "state": ReplicaState.PRESENT if verified_digest else ReplicaState.MISSING,
         "verified_digest": verified_digest,
         "last_error": error,
         "updated_at": now,

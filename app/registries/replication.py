@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
 from app.errors import NotFound
-from app.models import Image, Registry
+from app.images.references import path_in_registry
+from app.models import Image, Registry, ReplicaState
 from app.registries import queries
 from app.registries.copier import CopyOptions, CopyReport, ImageRef, Target, copy_image
-from app.registries.service import ensure_default_registry, normalize_address, repository_path
+from app.registries.service import ensure_default_registry, normalize_address
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def quorum_met(session: Session, image_id: int) -> bool:
     verified = {
         row.registry_id
         for row in queries.presence_rows(session, image_id)
-        if row.state == queries.PRESENT and row.verified_digest == image.manifest_digest
+        if row.state == ReplicaState.PRESENT and row.verified_digest == image.manifest_digest
     }
     registries = queries.list_registries(session)
     return quorum_holds(registries, verified, get_settings().replica_quorum)
@@ -142,10 +143,10 @@ def copy_image_to(session: Session, image_id: int, registry_id: int) -> ReplicaO
 def _copy(
     session: Session, image: Image, source: str, targets: list[Registry], settings: Settings
 ) -> list[CopyReport]:
-    path = repository_path(image.repository)
+    path = path_in_registry(image.name)
     digests = {image.config_digest, *(layer.get("digest", "") for layer in image.layers or [])}
     mounts = queries.mount_sources(
-        session, [t.id for t in targets], digests, exclude_repository=image.repository
+        session, [t.id for t in targets], digests, exclude_name=image.name
     )
     options = CopyOptions(
         concurrency=settings.replication_concurrency,
@@ -155,7 +156,7 @@ def _copy(
     )
     ref = ImageRef(path, image.manifest_digest, image.media_type, image.tag or None)
     specs = [
-        Target(t.url, {d: repository_path(repo) for d, repo in mounts[t.id].items()})
+        Target(t.url, {d: path_in_registry(name) for d, name in mounts[t.id].items()})
         for t in targets
     ]
     return asyncio.run(copy_image(source, specs, ref, options))

@@ -89,7 +89,7 @@ def missing_images(
     items = [
         MissingImage(
             image_id=image.id,
-            repository=image.repository,
+            name=image.name,
             tag=image.tag,
             manifest_digest=image.manifest_digest,
             state=row.state if row else "unknown",

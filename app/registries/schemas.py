@@ -39,7 +39,7 @@ class RegistryList(BaseModel):
 
 class MissingImage(BaseModel):
     image_id: int
-    repository: str
+    name: str
     tag: str
     manifest_digest: str
     # "missing" when a copy or verification failed, "unknown" when it was never attempted.

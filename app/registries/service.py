@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import Image, Registry
+from app.models import Registry
 from app.models.base import utcnow
 from app.registries import queries
 from app.registries.copier import probe
@@ -106,19 +106,3 @@ def check_health(session: Session) -> dict[str, str | None]:
         queries.record_health(session, registry.id, errors[registry.url], now)
     session.expire_all()
     return {r.name: errors[r.url] for r in registries}
-
-
-def repository_path(name: str) -> str:
-    """The image's path inside a registry: a leading registry host (`host:port/`,
-    `registry.example.com/`, `localhost/`) is dropped, by Docker's own rule."""
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return rest
-    return name
-
-
-def proxy_reference(image: Image) -> str:
-    """How deploy hosts pull the image: through the caching proxy, by digest."""
-    return (
-        f"{get_settings().proxy_host}/{repository_path(image.repository)}@{image.manifest_digest}"
-    )

@@ -15,9 +15,7 @@ from app.repos.schemas import default_image_name
 from app.webhooks.schemas import RepositoryRef
 
 # Statements are built once: building SQLAlchemy expressions costs more than running them.
-_DELIVERY_OUTCOME = select(WebhookDelivery.outcome).where(
-    WebhookDelivery.delivery_id == bindparam("delivery_id")
-)
+_DELIVERY_OUTCOME = select(WebhookDelivery.outcome).where(WebhookDelivery.guid == bindparam("guid"))
 
 
 @cache
@@ -25,14 +23,14 @@ def _insert_delivery(dialect: str) -> Any:
     return (
         dialect_insert(dialect, WebhookDelivery)
         .values(
-            delivery_id=bindparam("delivery_id"),
+            guid=bindparam("guid"),
             event=bindparam("event"),
             outcome=bindparam("outcome"),
             detail=bindparam("detail"),
             repository_full_name=bindparam("repository_full_name"),
             repository_id=bindparam("repository_id"),
         )
-        .on_conflict_do_nothing(index_elements=["delivery_id"])
+        .on_conflict_do_nothing(index_elements=["guid"])
         .returning(WebhookDelivery.id)
     )
 
@@ -57,7 +55,7 @@ def register_repository(session: Session, ref: RepositoryRef) -> Repository:
 def record_delivery(
     session: Session,
     *,
-    delivery_id: str,
+    guid: str,
     event: str,
     outcome: str,
     detail: str | None,
@@ -67,7 +65,7 @@ def record_delivery(
     """Inserts the delivery; None when that `X-GitHub-Delivery` id is already recorded (a
     concurrent copy waits for the first one's commit and then finds it)."""
     params = {
-        "delivery_id": delivery_id,
+        "guid": guid,
         "event": event,
         "outcome": outcome,
         "detail": detail,
@@ -80,5 +78,5 @@ def record_delivery(
     return row_id
 
 
-def recorded_outcome(session: Session, delivery_id: str) -> str | None:
-    return session.scalars(_DELIVERY_OUTCOME, {"delivery_id": delivery_id}).first()
+def recorded_outcome(session: Session, guid: str) -> str | None:
+    return session.scalars(_DELIVERY_OUTCOME, {"guid": guid}).first()

@@ -60,7 +60,7 @@ async def receive_github_webhook(
         body=body,
         media_type=_media_type(request),
         event=headers.get("x-github-event"),
-        delivery_id=headers.get("x-github-delivery"),
+        guid=headers.get("x-github-delivery"),
         signature=headers.get("x-hub-signature-256"),
     )
     return await get_writer().submit(incoming)

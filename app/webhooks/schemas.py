@@ -6,26 +6,15 @@ or ISO strings, fields older payloads lack) is ignored rather than validated.
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.models import DeliveryOutcome
+
 ZERO_SHA = "0" * 40
 
 Sha = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{40}$", to_lower=True)]
-
-
-class DeliveryOutcome(enum.StrEnum):
-    """What a delivery led to, stored in `webhook_deliveries.outcome` and returned to GitHub."""
-
-    ACCEPTED = "accepted"  # a push whose build is queued (new, re-queued or shared)
-    RECORDED = "recorded"  # a push recorded without a build: branch deletion, tag, other ref
-    FILTERED = "filtered"  # a push to a branch the repository's filters exclude
-    UNKNOWN_REPOSITORY = "unknown_repository"
-    PING = "ping"
-    IGNORED = "ignored"  # an event Cartridge does not act on
-    DUPLICATE = "duplicate"  # only in responses: a redelivery of an id already recorded
 
 
 class _Lenient(BaseModel):

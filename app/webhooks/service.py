@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 from app.builds.queueing import PushValues, branch_is_built, queue_push, record_push
 from app.config import Settings, get_settings
 from app.errors import BadRequest, Unauthorized
-from app.models import Repository
+from app.models import DeliveryOutcome, PushDecision, Repository
 from app.repos.queries import find_by_full_name
 from app.webhooks import queries
-from app.webhooks.schemas import DeliveryOutcome, DeliveryResult, PushEvent
+from app.webhooks.schemas import DeliveryResult, PushEvent
 from app.webhooks.signature import signature_matches
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 JSON_MEDIA_TYPE = "application/json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 SUPPORTED_MEDIA_TYPES = frozenset({JSON_MEDIA_TYPE, FORM_MEDIA_TYPE})
-MAX_HEADER_LENGTH = 100  # the width of webhook_deliveries.delivery_id and .event
+MAX_HEADER_LENGTH = 100  # the width of webhook_deliveries.guid and .event
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class IncomingDelivery:
     body: bytes
     media_type: str
     event: str | None
-    delivery_id: str | None
+    guid: str | None
     signature: str | None
 
 
@@ -49,7 +49,7 @@ class PushPlan:
 
     branch: str | None
     tag: str | None
-    push_outcome: str  # built | deleted | tag_skipped | filtered | ignored
+    decision: PushDecision
     outcome: DeliveryOutcome
     detail: str | None
 
@@ -58,17 +58,15 @@ def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
     settings = get_settings()
     signer = authenticate(session, incoming, settings)
     event = _required_header(incoming.event, "X-GitHub-Event", "missing_event_header").lower()
-    delivery_id = _required_header(
-        incoming.delivery_id, "X-GitHub-Delivery", "missing_delivery_header"
-    )
+    guid = _required_header(incoming.guid, "X-GitHub-Delivery", "missing_delivery_header")
     payload = payload_json(incoming)
     if event == "push":
-        result = _receive_push(session, settings, delivery_id, payload, signer)
+        result = _receive_push(session, settings, guid, payload, signer)
     else:
-        result = _receive_other(session, event, delivery_id, payload, signer)
+        result = _receive_other(session, event, guid, payload, signer)
     log.info(
         "webhook delivery %s (%s): %s%s",
-        delivery_id,
+        guid,
         event,
         result.outcome.value,
         f" build {result.build_id}" if result.build_id else "",
@@ -171,7 +169,7 @@ def _parse_push(payload: bytes) -> PushEvent:
 
 
 def _receive_other(
-    session: Session, event: str, delivery_id: str, payload: bytes, signer: Repository | None
+    session: Session, event: str, guid: str, payload: bytes, signer: Repository | None
 ) -> DeliveryResult:
     full_name = _full_name_of(_parse_object(payload))
     if event == "ping":
@@ -181,7 +179,7 @@ def _receive_other(
     _, result = _record(
         session,
         event=event,
-        delivery_id=delivery_id,
+        guid=guid,
         outcome=outcome,
         detail=detail,
         full_name=full_name,
@@ -193,7 +191,7 @@ def _receive_other(
 def _receive_push(
     session: Session,
     settings: Settings,
-    delivery_id: str,
+    guid: str,
     payload: bytes,
     signer: Repository | None,
 ) -> DeliveryResult:
@@ -207,7 +205,7 @@ def _receive_push(
         _, result = _record(
             session,
             event="push",
-            delivery_id=delivery_id,
+            guid=guid,
             outcome=DeliveryOutcome.UNKNOWN_REPOSITORY,
             detail=f"{full_name} is not registered with Cartridge",
             full_name=full_name,
@@ -218,7 +216,7 @@ def _receive_push(
     delivery_pk, result = _record(
         session,
         event="push",
-        delivery_id=delivery_id,
+        guid=guid,
         outcome=plan.outcome,
         detail=plan.detail,
         full_name=full_name,
@@ -227,7 +225,7 @@ def _receive_push(
     if delivery_pk is None:
         return result
     push = _push_values(repository, event, plan, delivery_pk)
-    if plan.push_outcome != "built":
+    if plan.decision is not PushDecision.BUILT:
         return result.model_copy(update={"push_id": record_push(session, push)})
     queued = queue_push(session, repository, push)
     return result.model_copy(
@@ -254,29 +252,35 @@ def plan_push(repository: Repository, event: PushEvent) -> PushPlan:
     branch, tag = branch or None, tag or None
     if event.is_deletion:
         what = f"branch {branch}" if branch else f"tag {tag}" if tag else ref
-        return PushPlan(branch, tag, "deleted", DeliveryOutcome.RECORDED, f"{what} deleted")
+        return PushPlan(
+            branch, tag, PushDecision.DELETED, DeliveryOutcome.RECORDED, f"{what} deleted"
+        )
     if branch is not None:
         if branch_is_built(repository, branch):
-            return PushPlan(branch, None, "built", DeliveryOutcome.ACCEPTED, None)
+            return PushPlan(branch, None, PushDecision.BUILT, DeliveryOutcome.ACCEPTED, None)
         return PushPlan(
             branch,
             None,
-            "filtered",
+            PushDecision.FILTERED,
             DeliveryOutcome.FILTERED,
             f"branch {branch} does not match the repository's branch filters",
         )
     if tag is not None:
         if repository.build_tags:
-            return PushPlan(None, tag, "built", DeliveryOutcome.ACCEPTED, None)
+            return PushPlan(None, tag, PushDecision.BUILT, DeliveryOutcome.ACCEPTED, None)
         return PushPlan(
             None,
             tag,
-            "tag_skipped",
+            PushDecision.TAG_SKIPPED,
             DeliveryOutcome.RECORDED,
             f"tag {tag} recorded; tag builds are off for this repository",
         )
     return PushPlan(
-        None, None, "ignored", DeliveryOutcome.RECORDED, f"{ref} is neither a branch nor a tag"
+        None,
+        None,
+        PushDecision.IGNORED,
+        DeliveryOutcome.RECORDED,
+        f"{ref} is neither a branch nor a tag",
     )
 
 
@@ -287,7 +291,7 @@ def _push_values(
     pusher = event.pusher.name if event.pusher else None
     return PushValues(
         repository_id=repository.id,
-        delivery_id=delivery_pk,
+        webhook_delivery_id=delivery_pk,
         ref=event.ref,
         branch=plan.branch,
         tag=plan.tag,
@@ -298,7 +302,7 @@ def _push_values(
         deleted=event.is_deletion,
         pusher=pusher[:255] if pusher else None,
         head_commit_message=message[:1000] if message else None,
-        outcome=plan.push_outcome,
+        decision=plan.decision,
     )
 
 
@@ -306,7 +310,7 @@ def _record(
     session: Session,
     *,
     event: str,
-    delivery_id: str,
+    guid: str,
     outcome: DeliveryOutcome,
     detail: str | None,
     full_name: str | None,
@@ -316,7 +320,7 @@ def _record(
     `X-GitHub-Delivery` id was already recorded."""
     row_id = queries.record_delivery(
         session,
-        delivery_id=delivery_id,
+        guid=guid,
         event=event,
         outcome=outcome.value,
         detail=detail,
@@ -324,9 +328,9 @@ def _record(
         repository_id=repository.id if repository else None,
     )
     if row_id is None:
-        first = queries.recorded_outcome(session, delivery_id)
+        first = queries.recorded_outcome(session, guid)
         duplicate = DeliveryResult(
-            delivery=delivery_id,
+            delivery=guid,
             event=event,
             outcome=DeliveryOutcome.DUPLICATE,
             detail=f"already received (outcome: {first}); nothing done again",
@@ -334,6 +338,6 @@ def _record(
         )
         return None, duplicate
     result = DeliveryResult(
-        delivery=delivery_id, event=event, outcome=outcome, detail=detail, repository=full_name
+        delivery=guid, event=event, outcome=outcome, detail=detail, repository=full_name
     )
     return row_id, result

@@ -117,11 +117,11 @@ def test_image_reference_goes_through_the_proxy_by_digest(
     assert (body["image"], body["roles"]) == (None, {})
 
     with_image = make_build(repo, status="succeeded", finished_at=T0)
-    image = make_image(with_image, repository="octo-app")
+    image = make_image(with_image, name="octo-app")
     make_push(repo, "main", with_image)
     body = _latest(client, "main")
     assert body["image"] == {
-        "repository": "octo-app",
+        "name": "octo-app",
         "tag": with_image.sha,
         "digest": image.manifest_digest,
         "reference": f"{get_settings().proxy_host}/octo-app@{image.manifest_digest}",
@@ -149,7 +149,7 @@ def test_latest_green_query_walks_the_branch_index(
     session.execute(
         text(
             "INSERT INTO pushes (repository_id, ref, branch, before_sha, after_sha, forced,"
-            " created, deleted, outcome, received_at)"
+            " created, deleted, decision, received_at)"
             " SELECT :repo, 'refs/heads/main', 'main', repeat('0', 40), repeat('a', 40),"
             " false, false, false, 'filtered', now() FROM generate_series(1, 5000)"
         ),

@@ -30,9 +30,9 @@ def test_metrics_count_builds_deliveries_and_pending_jobs(
         make_build(repo, status=status)
     session.add_all(
         [
-            WebhookDelivery(delivery_id="d1", event="push", outcome="accepted"),
-            WebhookDelivery(delivery_id="d2", event="push", outcome="accepted"),
-            WebhookDelivery(delivery_id="d3", event="ping", outcome="ignored"),
+            WebhookDelivery(guid="d1", event="push", outcome="accepted"),
+            WebhookDelivery(guid="d2", event="push", outcome="accepted"),
+            WebhookDelivery(guid="d3", event="ping", outcome="ignored"),
             OutboxMessage(task_name="t", queue="q", args=[1]),
         ]
     )

@@ -123,7 +123,7 @@ def test_a_signed_push_becomes_a_green_image_on_every_replica_with_statuses_on_g
         image = session.scalars(select(Image).where(Image.build_id == build_id)).one()
         for replica in (registry, second):
             head = httpx.head(
-                f"{replica.url}/v2/{image.repository}/manifests/{image.manifest_digest}",
+                f"{replica.url}/v2/{image.name}/manifests/{image.manifest_digest}",
                 headers={"Accept": MANIFEST_ACCEPT},
             )
             assert head.status_code == 200
@@ -132,12 +132,12 @@ def test_a_signed_push_becomes_a_green_image_on_every_replica_with_statuses_on_g
         # Deploy tooling gets the SHA and a digest reference through the pull proxy.
         assert latest["sha"] == sha
         assert latest["image"]["reference"] == (
-            f"{PROXY_HOST}/{image.repository}@{image.manifest_digest}"
+            f"{PROXY_HOST}/{image.name}@{image.manifest_digest}"
         )
         assert latest["roles"]["web"]
 
         # The copy on the second replica (never pushed by Docker) runs and knows its commit.
-        reference = f"{second.host}/{image.repository}@{image.manifest_digest}"
+        reference = f"{second.host}/{image.name}@{image.manifest_digest}"
         docker_support.client().images.pull(reference)
         try:
             assert docker_support.run_once(reference, ["cat", "/app/REVISION"]).strip() == sha

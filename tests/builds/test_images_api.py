@@ -22,7 +22,7 @@ def recorded_image(session: Session, make_repository, make_build: MakeBuild) -> 
         session,
         build_id=build.id,
         attempt=1,
-        repository_name="octo-app",
+        image_name="octo-app",
         tag=SHA,
         manifest_digest=DIGEST,
         config_digest="sha256:" + "c" * 64,
@@ -75,7 +75,7 @@ def test_an_image_is_found_by_digest_and_by_sha(
         ("two", False, False),
     ]
     assert (body["source_repository"], body["sha"]) == ("octo/app", SHA)
-    assert (body["repository"], body["tag"], body["digest"]) == ("octo-app", SHA, DIGEST)
+    assert (body["name"], body["tag"], body["digest"]) == ("octo-app", SHA, DIGEST)
     assert body["size"] == 1234
     assert body["layers"] == [{"digest": "sha256:" + "1" * 64, "size": 1000, "media_type": "layer"}]
     assert body["roles"] == {"web": "bin/server"}

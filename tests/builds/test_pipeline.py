@@ -71,7 +71,7 @@ def test_a_build_produces_a_verified_image_in_the_registry(
     assert image.size == document["config"]["size"] + sum(
         layer["size"] for layer in document["layers"]
     )
-    assert (image.repository, image.tag) == (sample_repository.image_name, sha)
+    assert (image.name, image.tag) == (sample_repository.image_name, sha)
     assert image.roles == ROLES
     assert image.labels["org.opencontainers.image.revision"] == sha
     assert image.labels["org.opencontainers.image.source"] == sample_repository.clone_url

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from app.builds.transitions import transition
 from app.config import get_settings
 from app.github.client import get_github_client
-from app.github.service import record_status
 from app.models import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus, Push, Repository
+from app.statuses.service import record_status
 from tests.support.fake_github import DEFAULT_TOKEN, FakeGitHub
 
 

@@ -1,4 +1,4 @@
-"""Delivery rules against the fake GitHub, one delivery at a time in this process."""
+"""Sending rules against the fake GitHub, one delivery at a time in this process."""
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ from sqlalchemy.orm import Session
 from app.builds.transitions import transition
 from app.cli.main import cli
 from app.db import session_scope
-from app.github.delivery import Outcome, backoff_seconds, deliver, redrive
-from app.github.service import DELIVER_TASK, record_status
 from app.models import Build, BuildStatus, OutboxMessage, StatusPost
 from app.models.base import utcnow
+from app.statuses.sending import SendResult, backoff_seconds, redrive, send_newest
+from app.statuses.service import SEND_TASK, record_status
 from tests.github.conftest import github_env, retry
 from tests.support.fake_github import FakeGitHub
 from tests.support.server import serve
 
 
-def _deliver(build_id: int) -> Outcome:
+def _deliver(build_id: int) -> SendResult:
     with session_scope() as session:
-        return deliver(session, build_id)
+        return send_newest(session, build_id)
 
 
 def _posts(session: Session, build: Build) -> list[StatusPost]:
@@ -41,12 +41,12 @@ def _seen(fake: FakeGitHub) -> list[tuple[str, str | None]]:
 
 
 def _retries(session: Session, build: Build) -> list[int]:
-    query = select(OutboxMessage).where(OutboxMessage.task_name == DELIVER_TASK)
+    query = select(OutboxMessage).where(OutboxMessage.task_name == SEND_TASK)
     messages = session.scalars(query.order_by(OutboxMessage.id))
     return [m.countdown_seconds for m in messages if m.args == [build.id] and m.countdown_seconds]
 
 
-def test_only_the_newest_undelivered_status_is_sent(
+def test_only_the_newest_unsent_status_is_sent(
     session: Session, github: FakeGitHub, make_build
 ) -> None:  # type: ignore[no-untyped-def]
     build = make_build()
@@ -55,17 +55,17 @@ def test_only_the_newest_undelivered_status_is_sent(
     transition(session, build.id, BuildStatus.FAILED, error="compile failed")
     session.commit()
 
-    assert _deliver(build.id) is Outcome.DELIVERED
-    assert _deliver(build.id) is Outcome.NOTHING
+    assert _deliver(build.id) is SendResult.SENT
+    assert _deliver(build.id) is SendResult.NOTHING
     assert _seen(github) == [("failure", "compile failed")]
     queued, building, failed = _posts(session, build)
-    assert (queued.delivery, building.delivery, failed.delivery) == (
+    assert (queued.send_state, building.send_state, failed.send_state) == (
         "skipped",
         "skipped",
-        "delivered",
+        "sent",
     )
     assert queued.skip_reason == f"superseded by status post {failed.id}"
-    assert (failed.tries, failed.response_code, failed.delivered_at is not None) == (1, 201, True)
+    assert (failed.tries, failed.response_code, failed.sent_at is not None) == (1, 201, True)
     assert (
         github.statuses[0].target_url == f"https://cartridge.example.com/api/v1/builds/{build.id}"
     )
@@ -75,11 +75,11 @@ def test_an_unchanged_status_is_not_posted_again(
     session: Session, github: FakeGitHub, make_build
 ) -> None:  # type: ignore[no-untyped-def]
     build = make_build()
-    assert _deliver(build.id) is Outcome.DELIVERED
+    assert _deliver(build.id) is SendResult.SENT
     first = _posts(session, build)[0]
     record_status(session, build)
     session.commit()
-    assert _deliver(build.id) is Outcome.SKIPPED
+    assert _deliver(build.id) is SendResult.SKIPPED
     assert _seen(github) == [("pending", "Queued")]
     assert _posts(session, build)[1].skip_reason == f"unchanged since status post {first.id}"
 
@@ -91,20 +91,20 @@ def test_a_late_pending_never_replaces_the_final_status_of_its_attempt(
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
     transition(session, build.id, BuildStatus.ERRORED, error="registry down")
     session.commit()
-    assert _deliver(build.id) is Outcome.DELIVERED
+    assert _deliver(build.id) is SendResult.SENT
     late = StatusPost(
         build_id=build.id, attempt=1, state="pending", context="cartridge/build",
         description="Building on host-1", target_url=None,
     )  # fmt: skip
     session.add(late)
     session.commit()
-    assert _deliver(build.id) is Outcome.SKIPPED
+    assert _deliver(build.id) is SendResult.SKIPPED
     assert _seen(github) == [("error", "registry down")]
 
     # A retry is a new attempt: its pending does replace the error.
     retry(session, build.id)
     session.commit()
-    assert _deliver(build.id) is Outcome.DELIVERED
+    assert _deliver(build.id) is SendResult.SENT
     assert _seen(github) == [("error", "registry down"), ("pending", "Queued (attempt 2)")]
 
 
@@ -114,9 +114,9 @@ def test_a_server_error_is_retried_later_with_backoff(
     build = make_build()
     github.fail_next(500)
     before = utcnow()
-    assert _deliver(build.id) is Outcome.RETRY
+    assert _deliver(build.id) is SendResult.RETRY
     [post] = _posts(session, build)
-    assert (post.delivery, post.tries, post.response_code) == ("queued", 1, 500)
+    assert (post.send_state, post.tries, post.response_code) == ("queued", 1, 500)
     assert post.last_error == "500 Server Error"
     assert post.next_try_at is not None
     # Base 0.5 s for the first retry, with jitter: between half and all of it.
@@ -124,12 +124,12 @@ def test_a_server_error_is_retried_later_with_backoff(
     assert _retries(session, build) == [1]
 
     # Before the retry is due, a new delivery (say, a duplicate message) waits too.
-    assert _deliver(build.id) is Outcome.DEFERRED
+    assert _deliver(build.id) is SendResult.DEFERRED
     assert len(github.requests) == 1
 
     session.execute(update(StatusPost).values(next_try_at=utcnow() - timedelta(seconds=1)))
     session.commit()
-    assert _deliver(build.id) is Outcome.DELIVERED
+    assert _deliver(build.id) is SendResult.SENT
     assert _seen(github) == [("pending", "Queued")]
     assert _posts(session, build)[0].tries == 2
 
@@ -146,12 +146,12 @@ def test_delivery_gives_up_after_the_configured_tries(
     with github_env(fake_github, CARTRIDGE_GITHUB_STATUS_MAX_TRIES="2"):
         build = make_build()
         fake_github.hang_next(3, times=2)
-        assert _deliver(build.id) is Outcome.RETRY
+        assert _deliver(build.id) is SendResult.RETRY
         session.execute(update(StatusPost).values(next_try_at=utcnow()))
         session.commit()
-        assert _deliver(build.id) is Outcome.FAILED
+        assert _deliver(build.id) is SendResult.FAILED
     [post] = _posts(session, build)
-    assert (post.delivery, post.tries, post.next_try_at) == ("failed", 2, None)
+    assert (post.send_state, post.tries, post.next_try_at) == ("failed", 2, None)
     assert post.last_error is not None
     assert post.last_error.startswith("gave up after 2 tries: timed out")
 
@@ -161,7 +161,7 @@ def test_a_rate_limit_pauses_every_build_until_the_reset(
 ) -> None:  # type: ignore[no-untyped-def]
     limited, other = make_build(), make_build()
     reset = github.rate_limit_next(reset_in=60)
-    assert _deliver(limited.id) is Outcome.RETRY
+    assert _deliver(limited.id) is SendResult.RETRY
     [post] = _posts(session, limited)
     assert post.next_try_at is not None
     assert post.next_try_at.timestamp() == reset + 1
@@ -170,7 +170,7 @@ def test_a_rate_limit_pauses_every_build_until_the_reset(
     assert 55 <= countdown <= 62
 
     # The limit is GitHub's for our credentials: another build waits without asking.
-    assert _deliver(other.id) is Outcome.DEFERRED
+    assert _deliver(other.id) is SendResult.DEFERRED
     assert len(github.requests) == 1
     [waiting] = _posts(session, other)
     assert waiting.next_try_at == post.next_try_at
@@ -182,11 +182,15 @@ def test_a_permanent_refusal_is_recorded_and_shown_by_the_api(
 ) -> None:  # type: ignore[no-untyped-def]
     build = make_build()
     github.fail_next(422, message="No commit found for SHA")
-    assert _deliver(build.id) is Outcome.FAILED
+    assert _deliver(build.id) is SendResult.FAILED
 
     body = client.get(f"/api/v1/builds/{build.id}/statuses").json()
     [item] = body["items"]
-    assert (item["state"], item["description"], item["delivery"]) == ("pending", "Queued", "failed")
+    assert (item["state"], item["description"], item["send_state"]) == (
+        "pending",
+        "Queued",
+        "failed",
+    )
     assert (item["response_code"], item["last_error"]) == (422, "422 No commit found for SHA")
     assert (item["tries"], item["next_try_at"]) == (1, None)
     session.expire_all()
@@ -195,7 +199,7 @@ def test_a_permanent_refusal_is_recorded_and_shown_by_the_api(
     # The next change of the build is delivered as usual.
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-3")
     session.commit()
-    assert _deliver(build.id) is Outcome.DELIVERED
+    assert _deliver(build.id) is SendResult.SENT
     assert _seen(github) == [("pending", "Building on host-3")]
 
 
@@ -204,7 +208,7 @@ def test_two_deliveries_of_one_build_never_overtake_each_other(
 ) -> None:  # type: ignore[no-untyped-def]
     build = make_build()
     github.delay_next(0.6)
-    outcomes: list[Outcome] = []
+    outcomes: list[SendResult] = []
     first = threading.Thread(target=lambda: outcomes.append(_deliver(build.id)))
     first.start()
     github.wait_for(lambda fake: fake.arrivals == 1)
@@ -216,7 +220,7 @@ def test_two_deliveries_of_one_build_never_overtake_each_other(
     second.start()
     first.join(10)
     second.join(10)
-    assert outcomes == [Outcome.DELIVERED, Outcome.DELIVERED]
+    assert outcomes == [SendResult.SENT, SendResult.SENT]
     assert [state for state, _ in _seen(github)] == ["pending", "success"]
 
 
@@ -264,9 +268,9 @@ def test_the_api_and_cli_show_the_history(
         # Read endpoints need no token by default.
         response = httpx.get(f"{api_url}/api/v1/builds/{build.id}/statuses")
         items = response.json()["items"]
-        assert [(i["description"], i["delivery"], i["response_code"]) for i in items] == [
+        assert [(i["description"], i["send_state"], i["response_code"]) for i in items] == [
             ("Queued", "skipped", None),
-            ("Building on host-7", "delivered", 201),
+            ("Building on host-7", "sent", 201),
             ("Built", "failed", 404),
         ]
         missing = httpx.get(f"{api_url}/api/v1/builds/999999/statuses")
@@ -277,9 +281,9 @@ def test_the_api_and_cli_show_the_history(
         result = CliRunner().invoke(cli, ["builds", "statuses", str(build.id)], env=env)
         assert result.exit_code == 0, result.output
         header, queued, building, built = result.stdout.splitlines()
-        assert header.split() == ["ID", "RECORDED", "TRY", "STATE", "DESCRIPTION", "DELIVERY"]
+        assert header.split() == ["ID", "RECORDED", "TRY", "STATE", "DESCRIPTION", "SENT"]
         assert queued.endswith("pending  Queued              skipped: superseded by status post 2")
-        assert building.endswith("delivered")
+        assert building.endswith("sent")
         assert built.endswith("failed after 1 tries: 404 Server Error")
         as_json = CliRunner().invoke(cli, ["builds", "statuses", str(build.id), "--json"], env=env)
         assert json.loads(as_json.stdout)["items"] == items

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.github.describe import fit_description, format_duration
+from app.statuses.describe import fit_description, format_duration
 
 
 @pytest.mark.parametrize(

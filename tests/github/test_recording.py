@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.builds.transitions import transition
 from app.config import get_settings
-from app.github.service import DELIVER_TASK, record_status
 from app.models import Build, BuildStatus, OutboxMessage, StatusPost
 from app.models.base import utcnow
+from app.statuses.service import SEND_TASK, record_status
 from tests.github.conftest import github_env, retry, supersede
 from tests.support.fake_github import FakeGitHub
 
@@ -43,11 +43,11 @@ def test_a_successful_build_records_queued_building_and_built(
     assert post is not None
     assert post.context == "cartridge/build"
     assert post.target_url == f"https://cartridge.example.com/api/v1/builds/{build.id}"
-    assert post.delivery == "queued"
+    assert post.send_state == "queued"
     messages = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
     queue = get_settings().default_queue
     assert [(m.task_name, m.args, m.queue) for m in messages] == [
-        (DELIVER_TASK, [build.id], queue)
+        (SEND_TASK, [build.id], queue)
     ] * 3
 
 

@@ -107,11 +107,11 @@ def _wait_for_posts(build_id: int, done: Callable[[list[StatusPost]], bool]) -> 
         if done(posts):
             return posts
         time.sleep(0.1)
-    raise AssertionError([(p.id, p.state, p.delivery, p.last_error) for p in _posts(build_id)])
+    raise AssertionError([(p.id, p.state, p.send_state, p.last_error) for p in _posts(build_id)])
 
 
 def _settled(posts: list[StatusPost]) -> bool:
-    return bool(posts) and all(p.delivery != "queued" for p in posts)
+    return bool(posts) and all(p.send_state != "queued" for p in posts)
 
 
 def _finish(session: Session, build: Build, outcome: str) -> None:
@@ -155,7 +155,7 @@ def test_a_build_shows_queued_then_building_then_its_result(
     assert {s.context for s in fake.statuses} == {"cartridge/build"}
     assert fake.rejections == []
     posts = _wait_for_posts(build.id, _settled)
-    assert [p.delivery for p in posts] == ["delivered"] * 3
+    assert [p.send_state for p in posts] == ["sent"] * 3
 
 
 def _drive(build_id: int, outcome: str, with_retry: bool, pause: Callable[[], None]) -> None:
@@ -211,7 +211,7 @@ def test_concurrent_updates_never_reorder_or_regress_statuses(
         assert positions == sorted(set(positions)), (recorded, received)
         assert received[-1] == recorded[-1], (recorded, received)
         assert recorded[-1][0] != "pending"
-        assert [p.delivery for p in posts if p.delivery not in ("delivered", "skipped")] == []
+        assert [p.send_state for p in posts if p.send_state not in ("sent", "skipped")] == []
         assert posts[-1].attempt == (2 if with_retry else 1)
     assert fake.rejections == []
 
@@ -258,7 +258,7 @@ def test_a_delivery_recovers_from_each_transient_failure(
     assert [r.answered for r in fake.requests] == answers
     assert fake.statuses[0].received_at >= not_before
     [post] = _wait_for_posts(build.id, _settled)
-    assert (post.delivery, post.tries, post.response_code) == ("delivered", len(answers), 201)
+    assert (post.send_state, post.tries, post.response_code) == ("sent", len(answers), 201)
 
 
 def test_a_permanent_refusal_is_kept_and_the_build_goes_on(
@@ -267,7 +267,7 @@ def test_a_permanent_refusal_is_kept_and_the_build_goes_on(
     fake.fail_next(422, message="Validation Failed")
     build = make_build()
     [post] = _wait_for_posts(build.id, _settled)
-    assert (post.delivery, post.response_code, post.last_error) == (
+    assert (post.send_state, post.response_code, post.last_error) == (
         "failed",
         422,
         "422 Validation Failed",

@@ -65,7 +65,7 @@ def record_image(
         session.flush()
         image = Image(
             build_id=build.id,
-            repository=pushed.repository,
+            name=pushed.repository,
             tag=pushed.tag,
             manifest_digest=pushed.manifest_digest,
             config_digest=pushed.config_digest,

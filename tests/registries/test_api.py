@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.cli.main import cli
+from app.images.references import pull_reference
 from app.models import Build, Image, Registry, Repository
 from app.registries.queries import record_presence
-from app.registries.service import proxy_reference
 
 
 def _image(session: Session, repository: Repository, n: int) -> Image:
@@ -23,7 +23,7 @@ def _image(session: Session, repository: Repository, n: int) -> Image:
     session.flush()
     image = Image(
         build_id=build.id,
-        repository="octo-app",
+        name="octo-app",
         tag=build.sha,
         manifest_digest=f"sha256:{n:064x}",
         config_digest=f"sha256:{n + 1000:064x}",
@@ -160,13 +160,10 @@ def test_the_cli_adds_lists_and_removes_replicas(session: Session) -> None:
     assert "lacks no image" in runner.invoke(cli, ["registry", "missing", "r2"]).output
 
 
-def test_proxy_reference_names_the_image_by_digest_through_the_proxy(
-    configure: Callable[..., None],
-) -> None:
-    configure(proxy_host="pull.example.com:5080")
+def test_pull_reference_names_the_image_by_digest_through_the_proxy() -> None:
     digest = "sha256:" + uuid.uuid4().hex * 2
-    image = Image(repository="127.0.0.1:5000/octo-app", manifest_digest=digest)
 
-    assert proxy_reference(image) == f"pull.example.com:5080/octo-app@{digest}"
-    image.repository = "team/octo-app"
-    assert proxy_reference(image) == f"pull.example.com:5080/team/octo-app@{digest}"
+    reference = pull_reference("pull.example.com:5080", "127.0.0.1:5000/octo-app", digest)
+    assert reference == f"pull.example.com:5080/octo-app@{digest}"
+    reference = pull_reference("pull.example.com:5080", "team/octo-app", digest)
+    assert reference == f"pull.example.com:5080/team/octo-app@{digest}"

@@ -80,7 +80,7 @@ def make_push(session: Session) -> MakePush:
             deleted=deleted,
             pusher=pusher,
             build_id=build.id if build else None,
-            outcome="deleted" if deleted else "built",
+            decision="deleted" if deleted else "built",
         )
         session.add(push)
         session.commit()
@@ -91,11 +91,11 @@ def make_push(session: Session) -> MakePush:
 
 @pytest.fixture
 def make_image(session: Session) -> MakeImage:
-    def make(build: Build, repository: str = "octo-app", **fields: Any) -> Image:
+    def make(build: Build, name: str = "octo-app", **fields: Any) -> Image:
         values: dict[str, Any] = {
             "build_id": build.id,
             "attempt": build.attempt,
-            "repository": repository,
+            "name": name,
             "tag": build.sha,
             "manifest_digest": "sha256:" + build.sha.ljust(64, "0")[:64],
             "config_digest": "sha256:" + "c" * 64,

@@ -27,12 +27,12 @@ def webhook_headers(
     body: bytes,
     secret: str | None,
     *,
-    delivery_id: str | None = None,
+    guid: str | None = None,
     content_type: str = "application/json",
 ) -> dict[str, str]:
     headers = {
         "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-GitHub-Delivery": guid or str(uuid.uuid4()),
         "X-GitHub-Hook-ID": "123456",
         "User-Agent": "GitHub-Hookshot/044aadd",
         "Content-Type": content_type,

@@ -26,7 +26,7 @@ class Deliver(Protocol):
         payload: bytes | dict[str, Any],
         *,
         secret: str | None = ...,
-        delivery_id: str | None = ...,
+        guid: str | None = ...,
         content_type: str = ...,
     ) -> httpx.Response: ...
 
@@ -38,13 +38,11 @@ def deliver(client: TestClient) -> Deliver:
         payload: bytes | dict[str, Any],
         *,
         secret: str | None = WEBHOOK_SECRET,
-        delivery_id: str | None = None,
+        guid: str | None = None,
         content_type: str = "application/json",
     ) -> httpx.Response:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        headers = webhook_headers(
-            event, body, secret, delivery_id=delivery_id, content_type=content_type
-        )
+        headers = webhook_headers(event, body, secret, guid=guid, content_type=content_type)
         return client.post("/webhooks/github", content=body, headers=headers)
 
     return send

@@ -105,11 +105,11 @@ def test_a_redelivery_is_acknowledged_and_does_nothing_twice(
 ) -> None:  # type: ignore[no-untyped-def]
     make_repository("octo/app")
     body = encode(push_payload("octo/app", after=SHA_A))
-    first = deliver("push", body, delivery_id="delivery-1")
+    first = deliver("push", body, guid="delivery-1")
     assert first.json()["outcome"] == "accepted"
     after_first = counts()
 
-    again = deliver("push", body, delivery_id="delivery-1")
+    again = deliver("push", body, guid="delivery-1")
 
     assert again.status_code == 200
     assert again.json()["outcome"] == "duplicate"
@@ -130,9 +130,9 @@ def test_a_refused_delivery_does_not_use_up_its_delivery_id(
     deliver: Deliver, make_repository
 ) -> None:  # type: ignore[no-untyped-def]
     make_repository("octo/app")
-    refused = deliver("push", {"ref": "refs/heads/main"}, delivery_id="delivery-1")
+    refused = deliver("push", {"ref": "refs/heads/main"}, guid="delivery-1")
     assert refused.status_code == 400
-    fixed = deliver("push", push_payload("octo/app"), delivery_id="delivery-1")
+    fixed = deliver("push", push_payload("octo/app"), guid="delivery-1")
     assert fixed.json()["outcome"] == "accepted"
 
 
@@ -270,7 +270,7 @@ def test_concurrent_copies_of_a_delivery_are_recorded_once(
 ) -> None:  # type: ignore[no-untyped-def]
     make_repository("octo/app")
     body = encode(push_payload("octo/app", after=SHA_A))
-    headers = webhook_headers("push", body, WEBHOOK_SECRET, delivery_id="same-delivery")
+    headers = webhook_headers("push", body, WEBHOOK_SECRET, guid="same-delivery")
 
     responses = _concurrently(
         8, lambda _: httpx.post(f"{server}/webhooks/github", content=body, headers=headers)

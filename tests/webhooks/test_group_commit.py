@@ -20,13 +20,13 @@ from tests.support.github import encode, push_payload, sign
 SHA_A, SHA_B, SHA_C = "a1" * 20, "b2" * 20, "c3" * 20
 
 
-def _push(delivery_id: str, sha: str, *, secret: str = WEBHOOK_SECRET) -> IncomingDelivery:
+def _push(guid: str, sha: str, *, secret: str = WEBHOOK_SECRET) -> IncomingDelivery:
     body = encode(push_payload("octo/app", ref="refs/heads/feature/x", after=sha))
     return IncomingDelivery(
         body=body,
         media_type="application/json",
         event="push",
-        delivery_id=delivery_id,
+        guid=guid,
         signature=sign(body, secret),
     )
 
@@ -44,7 +44,7 @@ def test_a_batch_keeps_the_order_and_refuses_only_the_bad_delivery(
         body=b"{not json",
         media_type="application/json",
         event="push",
-        delivery_id="malformed",
+        guid="malformed",
         signature=sign(b"{not json", WEBHOOK_SECRET),
     )
     outcomes = record_batch(
@@ -63,7 +63,7 @@ def test_a_batch_keeps_the_order_and_refuses_only_the_bad_delivery(
     assert isinstance(bad, BadRequest)
     assert _result(second).superseded_build_ids == [_result(first).build_id]
     assert _result(again).outcome is DeliveryOutcome.DUPLICATE
-    recorded = session.scalars(select(WebhookDelivery.delivery_id).order_by(WebhookDelivery.id))
+    recorded = session.scalars(select(WebhookDelivery.guid).order_by(WebhookDelivery.id))
     assert list(recorded) == ["first", "second"]
     cancelled = session.get(Build, _result(first).build_id)
     assert cancelled is not None
@@ -78,7 +78,7 @@ def poisoned_delivery_id(session: Session) -> Iterator[str]:
             """
             CREATE FUNCTION refuse_poison() RETURNS trigger AS $$
             BEGIN
-              IF NEW.delivery_id = 'poison' THEN
+              IF NEW.guid = 'poison' THEN
                 RAISE EXCEPTION 'refused by the test trigger';
               END IF;
               RETURN NEW;
@@ -111,6 +111,6 @@ def test_an_unexpected_error_fails_that_delivery_alone(
     assert _result(before).outcome is DeliveryOutcome.ACCEPTED
     assert _result(after).outcome is DeliveryOutcome.ACCEPTED
     session.expire_all()
-    recorded = session.scalars(select(WebhookDelivery.delivery_id).order_by(WebhookDelivery.id))
+    recorded = session.scalars(select(WebhookDelivery.guid).order_by(WebhookDelivery.id))
     assert list(recorded) == ["before", "after"]
     assert session.scalars(select(Build.sha).order_by(Build.id)).all() == [SHA_A, SHA_C]

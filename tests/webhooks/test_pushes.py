@@ -46,7 +46,7 @@ def test_a_branch_push_records_the_push_and_enqueues_one_build_job(
     assert answer["outcome"] == "accepted"
     assert (answer["build_status"], answer["build_attempt"]) == ("queued", 1)
     push = _push(session, answer["push_id"])
-    assert (push.branch, push.tag, push.after_sha, push.outcome) == ("main", None, SHA_A, "built")
+    assert (push.branch, push.tag, push.after_sha, push.decision) == ("main", None, SHA_A, "built")
     assert (push.pusher, push.head_commit_message) == ("mona", "Change things")
     build = _build(session, answer["build_id"])
     assert (build.sha, build.status) == (SHA_A, "queued")
@@ -90,7 +90,7 @@ def test_a_branch_deletion_is_recorded_without_a_build(
     assert answer["outcome"] == "recorded"
     assert answer["detail"] == "branch feature/gone deleted"
     push = _push(session, answer["push_id"])
-    assert (push.branch, push.deleted, push.after_sha, push.outcome) == (
+    assert (push.branch, push.deleted, push.after_sha, push.decision) == (
         "feature/gone",
         True,
         ZERO_SHA,
@@ -139,7 +139,7 @@ def test_tags_are_recorded_without_a_build_unless_the_repository_builds_tags(
     skipped = deliver("push", push_payload("octo/app", ref="refs/tags/v1.0", after=SHA_A)).json()
     assert skipped["outcome"] == "recorded"
     push = _push(session, skipped["push_id"])
-    assert (push.tag, push.branch, push.outcome, push.build_id) == (
+    assert (push.tag, push.branch, push.decision, push.build_id) == (
         "v1.0",
         None,
         "tag_skipped",
@@ -169,7 +169,7 @@ def test_branch_filters_record_a_filtered_push_without_a_build(
     filtered = deliver("push", push_payload("octo/app", ref="refs/heads/feature/x")).json()
     assert filtered["outcome"] == "filtered"
     push = _push(session, filtered["push_id"])
-    assert (push.outcome, push.build_id) == ("filtered", None)
+    assert (push.decision, push.build_id) == ("filtered", None)
 
     for branch in ("main", "release/1.2"):
         answer = deliver("push", push_payload("octo/app", ref=f"refs/heads/{branch}")).json()

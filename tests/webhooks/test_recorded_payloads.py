@@ -75,7 +75,7 @@ def test_a_recorded_payload_for_a_registered_repository(
     answer = response.json()
     assert answer["outcome"] == _expected_outcome(path, registered=True)
     delivery = session.scalars(select(WebhookDelivery)).one()
-    assert delivery.delivery_id == answer["delivery"]
+    assert delivery.guid == answer["delivery"]
     assert delivery.outcome == answer["outcome"]
     full_name = payload.get("repository", {}).get("full_name")
     assert delivery.repository_full_name == full_name
@@ -92,7 +92,7 @@ def test_a_recorded_payload_for_a_registered_repository(
     )
     assert push.repository_id == delivery.repository_id
     if path.name in TAG_DELETIONS:
-        assert (push.tag, push.deleted, push.outcome, push.build_id) == (
+        assert (push.tag, push.deleted, push.decision, push.build_id) == (
             "simple-tag",
             True,
             "deleted",

@@ -41,17 +41,17 @@ def sqlite_client(
         reset_caches()
 
 
-def _send(client: TestClient, branch: str, sha: str, delivery_id: str | None = None) -> dict:  # type: ignore[type-arg]
+def _send(client: TestClient, branch: str, sha: str, guid: str | None = None) -> dict:  # type: ignore[type-arg]
     body = encode(push_payload("octo/app", ref=f"refs/heads/{branch}", after=sha))
-    headers = webhook_headers("push", body, WEBHOOK_SECRET, delivery_id=delivery_id)
+    headers = webhook_headers("push", body, WEBHOOK_SECRET, guid=guid)
     response = client.post("/webhooks/github", content=body, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
 
 def test_the_receiver_works_on_sqlite(sqlite_client: TestClient) -> None:
-    first = _send(sqlite_client, "feature/x", SHA_A, delivery_id="one")
-    assert _send(sqlite_client, "feature/x", SHA_A, delivery_id="one")["outcome"] == "duplicate"
+    first = _send(sqlite_client, "feature/x", SHA_A, guid="one")
+    assert _send(sqlite_client, "feature/x", SHA_A, guid="one")["outcome"] == "duplicate"
     shared = _send(sqlite_client, "feature/y", SHA_A)
     assert shared["build_id"] == first["build_id"]
     newer = _send(sqlite_client, "feature/y", SHA_B)

@@ -46,7 +46,7 @@ class RegistryManifest:
 @dataclass(frozen=True)
 class PublishedImage:
     registry: str
-    repository: str
+    image_name: str
     tag: str
     manifest: RegistryManifest
 
@@ -67,37 +67,37 @@ def registry_base_url(registry: str) -> str:
 def push_and_verify(
     api: docker.APIClient,
     registry: str,
-    repository: str,
+    image_name: str,
     tag: str,
     *,
     log: BuildLog,
     control: BuildControl,
     timeout: float = REGISTRY_TIMEOUT_SECONDS,
 ) -> PublishedImage:
-    """Pushes `registry/repository:tag` and returns the manifest the registry confirms."""
-    pushed_digest = push_image(api, registry, repository, tag, log=log, control=control)
+    """Pushes `registry/image_name:tag` and returns the manifest the registry confirms."""
+    pushed_digest = push_image(api, registry, image_name, tag, log=log, control=control)
     control.check()
-    manifest = fetch_manifest(registry, repository, tag, timeout=timeout)
+    manifest = fetch_manifest(registry, image_name, tag, timeout=timeout)
     if pushed_digest is not None and manifest.digest != pushed_digest:
         raise BuildErrored(
-            f"{registry} serves {manifest.digest} for {repository}:{tag}, "
+            f"{registry} serves {manifest.digest} for {image_name}:{tag}, "
             f"but the push reported {pushed_digest}"
         )
-    log.line(f"{registry}/{repository}@{manifest.digest} verified")
-    return PublishedImage(registry, repository, tag, manifest)
+    log.line(f"{registry}/{image_name}@{manifest.digest} verified")
+    return PublishedImage(registry, image_name, tag, manifest)
 
 
 def push_image(
     api: docker.APIClient,
     registry: str,
-    repository: str,
+    image_name: str,
     tag: str,
     *,
     log: BuildLog,
     control: BuildControl,
 ) -> str | None:
     """Pushes through the build host's engine. Returns the digest the engine reported."""
-    reference = f"{registry}/{repository}"
+    reference = f"{registry}/{image_name}"
     digest: str | None = None
     try:
         for event in api.push(reference, tag=tag, stream=True, decode=True):
@@ -117,10 +117,10 @@ def push_image(
 
 
 def fetch_manifest(
-    registry: str, repository: str, reference: str, *, timeout: float
+    registry: str, image_name: str, reference: str, *, timeout: float
 ) -> RegistryManifest:
-    """The manifest `registry` serves for `repository:reference`, checked against its digest."""
-    url = f"{registry_base_url(registry)}/v2/{repository}/manifests/{reference}"
+    """The manifest `registry` serves for `image_name:reference`, checked against its digest."""
+    url = f"{registry_base_url(registry)}/v2/{image_name}/manifests/{reference}"
     try:
         response = httpx.get(url, headers={"Accept": MANIFEST_ACCEPT}, timeout=timeout)
     except httpx.HTTPError as exc:
@@ -128,7 +128,7 @@ def fetch_manifest(
     if response.status_code != 200:
         raise BuildErrored(
             f"{registry} answered {response.status_code} for the manifest of "
-            f"{repository}:{reference}"
+            f"{image_name}:{reference}"
         )
     body = response.content
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
@@ -140,7 +140,7 @@ def fetch_manifest(
     document = json.loads(body)
     media_type = document.get("mediaType") or response.headers.get("Content-Type", "")
     if media_type not in (DOCKER_MANIFEST, OCI_MANIFEST):
-        raise BuildErrored(f"{registry} serves a {media_type!r} for {repository}:{reference}")
+        raise BuildErrored(f"{registry} serves a {media_type!r} for {image_name}:{reference}")
     config = document["config"]
     layers = [
         {"digest": layer["digest"], "size": int(layer["size"]), "media_type": layer["mediaType"]}

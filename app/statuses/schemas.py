@@ -17,14 +17,14 @@ class StatusPostOut(BaseModel):
     context: str
     description: str
     target_url: str | None
-    delivery: str
+    send_state: str
     skip_reason: str | None
     tries: int
     next_try_at: datetime | None
     response_code: int | None
     last_error: str | None
     created_at: datetime
-    delivered_at: datetime | None
+    sent_at: datetime | None
 
 
 class BuildStatusesOut(BaseModel):

@@ -8,29 +8,29 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import StatusPost
-from app.models.status_post import Delivery
+from app.models.status_post import SendState
 
 RATE_LIMIT_CODES = (403, 429)
 
 
 def lock_queued_posts(session: Session, build_id: int) -> list[StatusPost]:
-    """The build's undelivered posts, oldest first, locked until the transaction ends.
+    """The build's unsent posts, oldest first, locked until the transaction ends.
 
-    A second delivery of the same build waits here; once the first commits, the rows it
-    delivered or skipped no longer match, so the two can never send out of order."""
+    A second send of the same build waits here; once the first commits, the rows it
+    sent or skipped no longer match, so the two can never send out of order."""
     query = (
         select(StatusPost)
-        .where(StatusPost.build_id == build_id, StatusPost.delivery == Delivery.QUEUED)
+        .where(StatusPost.build_id == build_id, StatusPost.send_state == SendState.QUEUED)
         .order_by(StatusPost.id)
         .with_for_update()
     )
     return list(session.scalars(query))
 
 
-def last_delivered(session: Session, build_id: int) -> StatusPost | None:
+def last_sent(session: Session, build_id: int) -> StatusPost | None:
     query = (
         select(StatusPost)
-        .where(StatusPost.build_id == build_id, StatusPost.delivery == Delivery.DELIVERED)
+        .where(StatusPost.build_id == build_id, StatusPost.send_state == SendState.SENT)
         .order_by(StatusPost.id.desc())
         .limit(1)
     )
@@ -40,7 +40,7 @@ def last_delivered(session: Session, build_id: int) -> StatusPost | None:
 def rate_limit_pause(session: Session, now: datetime) -> datetime | None:
     """Until when GitHub asked us to stop: the rate limit is per credential, not per build."""
     query = select(func.max(StatusPost.next_try_at)).where(
-        StatusPost.delivery == Delivery.QUEUED,
+        StatusPost.send_state == SendState.QUEUED,
         StatusPost.response_code.in_(RATE_LIMIT_CODES),
         StatusPost.next_try_at > now,
     )
@@ -48,11 +48,11 @@ def rate_limit_pause(session: Session, now: datetime) -> datetime | None:
 
 
 def due_build_ids(session: Session, before: datetime, limit: int = 1000) -> list[int]:
-    """Builds with an undelivered post whose retry (or first try) should have happened by now."""
+    """Builds with an unsent post whose retry (or first try) should have happened by now."""
     due_at = func.coalesce(StatusPost.next_try_at, StatusPost.created_at)
     query = (
         select(StatusPost.build_id)
-        .where(StatusPost.delivery == Delivery.QUEUED, due_at <= before)
+        .where(StatusPost.send_state == SendState.QUEUED, due_at <= before)
         .group_by(StatusPost.build_id)
         .order_by(StatusPost.build_id)
         .limit(limit)

@@ -1,12 +1,12 @@
-"""Delivering a build's commit statuses: in order, at least once, never regressing.
+"""Sending a build's commit statuses: in order, at least once, never regressing.
 
-Only the newest undelivered post of a build is sent (GitHub shows only the latest status of a
-context, so older undelivered ones are skipped), and not when it would repeat or undo what GitHub
+Only the newest unsent post of a build is sent (GitHub shows only the latest status of a
+context, so older unsent ones are skipped), and not when it would repeat or undo what GitHub
 already shows. Post ids follow the order of the build's transitions: each post is inserted after
 the conditional UPDATE of the build row, which holds that row's lock until commit.
 
 The HTTP request is made while the build's queued posts are locked (SELECT .. FOR UPDATE), so a
-concurrent delivery of the same build waits instead of overtaking it. Other builds, the API and
+concurrent send of the same build waits instead of overtaking it. Other builds, the API and
 the build's own transitions are not blocked: transitions only insert new posts.
 """
 
@@ -20,18 +20,18 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.github import queries
 from app.github.client import CommitStatus, GitHubClient, get_github_client
 from app.github.errors import GitHubError, RateLimited, TransientGitHubError
-from app.github.service import enqueue_delivery
 from app.models import Build, Repository, StatusPost
 from app.models.base import utcnow
-from app.models.status_post import Delivery
+from app.models.status_post import SendState
+from app.statuses import queries
+from app.statuses.service import enqueue_send
 
 
-class Outcome(enum.StrEnum):
+class SendResult(enum.StrEnum):
     NOTHING = "nothing"
-    DELIVERED = "delivered"
+    SENT = "sent"
     SKIPPED = "skipped"
     # Waiting for an earlier post's retry time or a rate-limit reset; a retry is scheduled.
     DEFERRED = "deferred"
@@ -45,13 +45,13 @@ def backoff_seconds(tries: int, base: float, cap: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def deliver(
+def send_newest(
     session: Session, build_id: int, *, connect: Callable[[], GitHubClient] = get_github_client
-) -> Outcome:
-    """Delivers the build's newest undelivered status. The caller commits."""
+) -> SendResult:
+    """Sends the build's newest unsent status. The caller commits."""
     posts = queries.lock_queued_posts(session, build_id)
     if not posts:
-        return Outcome.NOTHING
+        return SendResult.NOTHING
     *older, newest = posts
     for post in older:
         _skip(post, f"superseded by status post {newest.id}")
@@ -65,13 +65,13 @@ def deliver(
     if wait_until is not None and wait_until > now:
         if newest.next_try_at is None or newest.next_try_at < wait_until:
             newest.next_try_at = wait_until
-            enqueue_delivery(session, build_id, countdown=(wait_until - now).total_seconds())
-        return Outcome.DEFERRED
+            enqueue_send(session, build_id, countdown=(wait_until - now).total_seconds())
+        return SendResult.DEFERRED
 
-    redundant = _why_redundant(newest, queries.last_delivered(session, build_id))
+    redundant = _why_redundant(newest, queries.last_sent(session, build_id))
     if redundant:
         _skip(newest, redundant)
-        return Outcome.SKIPPED
+        return SendResult.SKIPPED
     return _send(session, newest, connect)
 
 
@@ -79,7 +79,7 @@ def _why_redundant(post: StatusPost, last: StatusPost | None) -> str | None:
     if last is None:
         return None
     if last.id > post.id:
-        return f"older than the delivered status post {last.id}"
+        return f"older than the sent status post {last.id}"
     if _shown(last) == _shown(post):
         return f"unchanged since status post {last.id}"
     if last.attempt == post.attempt and last.state != "pending" and post.state == "pending":
@@ -91,7 +91,7 @@ def _shown(post: StatusPost) -> tuple[str, str, str, str | None]:
     return (post.state, post.description, post.context, post.target_url)
 
 
-def _send(session: Session, post: StatusPost, connect: Callable[[], GitHubClient]) -> Outcome:
+def _send(session: Session, post: StatusPost, connect: Callable[[], GitHubClient]) -> SendResult:
     settings = get_settings()
     build = session.get(Build, post.build_id)
     assert build is not None  # posts are deleted with their build
@@ -115,42 +115,42 @@ def _send(session: Session, post: StatusPost, connect: Callable[[], GitHubClient
         return _retry(session, post, exc, utcnow() + timedelta(seconds=delay))
     except GitHubError as exc:
         return _fail(post, exc)
-    post.delivery = Delivery.DELIVERED
-    post.delivered_at = utcnow()
+    post.send_state = SendState.SENT
+    post.sent_at = utcnow()
     post.response_code = 201
     post.last_error = None
     post.next_try_at = None
-    return Outcome.DELIVERED
+    return SendResult.SENT
 
 
-def _retry(session: Session, post: StatusPost, exc: GitHubError, at: datetime) -> Outcome:
+def _retry(session: Session, post: StatusPost, exc: GitHubError, at: datetime) -> SendResult:
     post.response_code = exc.status_code
     post.last_error = exc.reason
     post.next_try_at = at
     countdown = (at - utcnow()).total_seconds()
-    enqueue_delivery(session, post.build_id, countdown=countdown)
-    return Outcome.RETRY
+    enqueue_send(session, post.build_id, countdown=countdown)
+    return SendResult.RETRY
 
 
-def _fail(post: StatusPost, exc: GitHubError) -> Outcome:
-    post.delivery = Delivery.FAILED
+def _fail(post: StatusPost, exc: GitHubError) -> SendResult:
+    post.send_state = SendState.FAILED
     post.response_code = exc.status_code
     post.last_error = exc.reason
     post.next_try_at = None
-    return Outcome.FAILED
+    return SendResult.FAILED
 
 
 def _skip(post: StatusPost, reason: str) -> None:
-    post.delivery = Delivery.SKIPPED
+    post.send_state = SendState.SKIPPED
     post.skip_reason = reason
     post.next_try_at = None
 
 
 def redrive(session: Session) -> int:
-    """Re-enqueues deliveries that are due but apparently lost (a retry message that never
-    arrived, a worker that died). Duplicates are harmless: delivery is per build and locked."""
+    """Re-enqueues sends that are due but apparently lost (a retry message that never
+    arrived, a worker that died). Duplicates are harmless: sending is per build and locked."""
     grace = timedelta(seconds=get_settings().github_status_redrive_seconds)
     build_ids = queries.due_build_ids(session, utcnow() - grace)
     for build_id in build_ids:
-        enqueue_delivery(session, build_id)
+        enqueue_send(session, build_id)
     return len(build_ids)

@@ -16,11 +16,11 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.github.describe import describe
 from app.models import Build, StatusPost
 from app.outbox.service import enqueue
+from app.statuses.describe import describe
 
-DELIVER_TASK = "cartridge.statuses.deliver"
+SEND_TASK = "cartridge.statuses.send"
 _OWED_KEY = "cartridge.status_builds"
 
 
@@ -30,7 +30,7 @@ def target_url(build_id: int) -> str:
 
 def record_status(session: Session, build: Build | int) -> None:
     """Records, when this transaction commits, the status GitHub should show for the build (a row
-    or its id), and enqueues its delivery. Call it after every change of the build's status
+    or its id), and enqueues sending it. Call it after every change of the build's status
     (`transition` does) and when a build is created. Nothing is recorded without credentials."""
     if get_settings().github_statuses_enabled:
         build_id = build if isinstance(build, int) else build.id
@@ -68,15 +68,15 @@ def _record(session: Session, build: Build) -> StatusPost:
     )
     session.add(post)
     session.flush()
-    enqueue_delivery(session, build.id)
+    enqueue_send(session, build.id)
     return post
 
 
-def enqueue_delivery(session: Session, build_id: int, *, countdown: float = 0) -> None:
-    """Delivery runs per build (the newest undelivered post wins), so the task takes the build."""
+def enqueue_send(session: Session, build_id: int, *, countdown: float = 0) -> None:
+    """SendState runs per build (the newest unsent post wins), so the task takes the build."""
     enqueue(
         session,
-        DELIVER_TASK,
+        SEND_TASK,
         [build_id],
         queue=get_settings().default_queue,
         countdown=max(0, math.ceil(countdown)),
