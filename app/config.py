@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # Build logs are committed in batches: whichever comes first.
     build_log_flush_seconds: float = 0.5
     build_log_flush_bytes: int = 16 * 1024
+    # A build's log stores at most this much; past it the build runs on and the last
+    # build_log_tail_bytes of the output are kept, after a line saying how much was dropped.
+    build_log_max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    build_log_tail_bytes: int = Field(default=1024 * 1024, ge=0)
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"
