@@ -145,6 +145,16 @@ class Settings(BaseSettings):
             problems.append("CARTRIDGE_PUBLIC_URL still points at this machine's loopback address")
         return problems
 
+    def security_warnings(self) -> list[str]:
+        """Allowed but worth an operator's attention: logged at start-up, shown on /readyz."""
+        warnings: list[str] = []
+        if self.environment == "production" and not self.read_requires_token:
+            warnings.append(
+                "CARTRIDGE_READ_REQUIRES_TOKEN is false: anyone who reaches the API can read "
+                "builds, logs, images and repositories without a token"
+            )
+        return warnings
+
     def check(self) -> None:
         if self.environment == "production":
             problems = self.production_problems()

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from app.auth.router import router as tokens_router
 from app.builds.router import router as builds_router
 from app.config import get_settings
 from app.errors import CartridgeError, ServiceUnavailable
@@ -27,6 +28,8 @@ API_PREFIX = "/api/v1"
 def create_app() -> FastAPI:
     settings = get_settings()
     settings.check()
+    for warning in settings.security_warnings():
+        log.warning("security: %s", warning)
     app = FastAPI(
         title="Cartridge",
         version="0.1.0",
@@ -34,7 +37,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
-    for router in (repos_router, builds_router, images_router, registries_router):
+    for router in (repos_router, builds_router, images_router, registries_router, tokens_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
     install_metrics(app)

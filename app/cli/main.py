@@ -9,8 +9,8 @@ from app.cli.builds import builds
 from app.cli.registries import proxy_config_command, registry
 from app.cli.repos import repo
 from app.cli.statuses import statuses
+from app.cli.tokens import token
 from app.config import get_settings
-from app.db import session_scope
 
 
 @click.group()
@@ -29,24 +29,6 @@ def db_upgrade(revision: str) -> None:
     """Migrate the database to REVISION."""
     migrate.upgrade(get_settings().resolved_database_url(), revision)
     click.echo(f"database at {revision}")
-
-
-@cli.group()
-def token() -> None:
-    """API tokens (stored hashed; shown once)."""
-
-
-@token.command("create")
-@click.argument("name")
-def token_create(name: str) -> None:
-    """Create a write token called NAME and print it once."""
-    from app.auth.service import create_token
-
-    with session_scope() as session:
-        row, raw = create_token(session, name)
-        token_id = row.id
-    click.echo(raw)
-    click.echo(f"token {token_id} ({name}) created; it is not shown again", err=True)
 
 
 @cli.command()
@@ -69,6 +51,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 cli.add_command(repo)
+cli.add_command(token)
 cli.add_command(builds)
 builds.add_command(statuses)
 cli.add_command(registry)
