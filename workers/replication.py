@@ -51,7 +51,7 @@ def repair_replica(registry_id: int) -> int:
     try:
         for image_id in image_ids:
             with session_scope() as session:
-                outcome = copy_image_to(session, image_id, registry_id)
+                outcome = copy_image_to(session, image_id=image_id, registry_id=registry_id)
             if outcome.present:
                 repaired += 1
             else:

@@ -8,6 +8,7 @@ import re
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.db import insert_for
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import Registry
 from app.models.base import utcnow
@@ -89,8 +90,7 @@ def ensure_default_registry(session: Session) -> None:
         "healthy": True,
         "created_at": utcnow(),
     }
-    insert = queries.upsert_for(session)
-    session.execute(insert(Registry).values(**values).on_conflict_do_nothing())
+    session.execute(insert_for(session, Registry).values(**values).on_conflict_do_nothing())
     session.flush()
 
 
