@@ -10,7 +10,7 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import insert_for
-from app.models import Image, ImageReplica, Registry, ReplicaState
+from app.models import Image, ImageReplica, ProxyHost, Registry, ReplicaState
 from app.models.base import utcnow
 
 
@@ -186,3 +186,7 @@ def release_repair(session: Session, registry_id: int) -> None:
     session.execute(
         update(Registry).where(Registry.id == registry_id).values(repair_lease_expires_at=None)
     )
+
+
+def proxy_hosts(session: Session) -> list[ProxyHost]:
+    return list(session.scalars(select(ProxyHost).order_by(ProxyHost.host_name)))

@@ -15,6 +15,8 @@ from app.registries.proxy import proxy_config
 from app.registries.schemas import (
     MissingImage,
     MissingImagePage,
+    ProxyHostList,
+    ProxyHostOut,
     RegistryCreate,
     RegistryList,
     RegistryOut,
@@ -22,6 +24,7 @@ from app.registries.schemas import (
 )
 
 router = APIRouter(prefix="/registries", tags=["registries"])
+proxies_router = APIRouter(prefix="/proxies", tags=["registries"])
 
 
 def _out(registry: Registry, missing: int) -> RegistryOut:
@@ -100,3 +103,11 @@ def missing_images(
     ]
     page = page_of(items, limit, key=lambda item: item.image_id)
     return MissingImagePage(items=page.items, next_cursor=page.next_cursor)
+
+
+@proxies_router.get("")
+def list_proxy_hosts(session: DbSession, _access: ReadAccess) -> ProxyHostList:
+    """Every host running the pull proxy (`cartridge proxy serve`): the config it runs, how often
+    it was reloaded, and the error that kept a newer config from loading, if any."""
+    hosts = queries.proxy_hosts(session)
+    return ProxyHostList(items=[ProxyHostOut.model_validate(host) for host in hosts])
