@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     default_page_size: int = 50
     max_page_size: int = 500
 
+    # Fernet keys, comma-separated, that encrypt stored secrets (the first one encrypts). Outside
+    # production a key is generated in $CARTRIDGE_STATE_DIR/secret.key when this is unset.
+    secret_keys: SecretStr | None = None
+
     # GitHub webhooks.
     webhook_secret: SecretStr | None = None
     webhook_max_body_bytes: int = 25 * 1024 * 1024
@@ -174,6 +178,11 @@ class Settings(BaseSettings):
             problems.append("CARTRIDGE_WEBHOOK_SECRET is missing or still a default value")
         elif len(secret) < 16:
             problems.append("CARTRIDGE_WEBHOOK_SECRET is shorter than 16 characters")
+        if self.secret_keys is None or not self.secret_keys.get_secret_value().strip():
+            problems.append(
+                "CARTRIDGE_SECRET_KEYS is not set (stored secrets are encrypted with it; "
+                "make one with `cartridge secrets generate-key`)"
+            )
         if self.public_url.startswith("http://127.0.0.1") or "localhost" in self.public_url:
             problems.append("CARTRIDGE_PUBLIC_URL still points at this machine's loopback address")
         return problems

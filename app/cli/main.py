@@ -8,6 +8,7 @@ from app import migrate
 from app.cli.builds import builds
 from app.cli.registries import proxy, proxy_config_command, registry
 from app.cli.repos import repo
+from app.cli.secrets import secrets
 from app.cli.statuses import statuses
 from app.cli.tokens import token
 from app.config import get_settings
@@ -60,6 +61,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
 cli.add_command(repo)
 cli.add_command(token)
+cli.add_command(secrets)
 cli.add_command(builds)
 builds.add_command(statuses)
 cli.add_command(registry)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -226,6 +227,7 @@ def _production(monkeypatch: pytest.MonkeyPatch, reads_need_token: bool) -> None
     monkeypatch.setenv("CARTRIDGE_ENVIRONMENT", "production")
     monkeypatch.setenv("CARTRIDGE_BROKER_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("CARTRIDGE_PUBLIC_URL", "https://cartridge.example.com")
+    monkeypatch.setenv("CARTRIDGE_SECRET_KEYS", Fernet.generate_key().decode())
     monkeypatch.setenv("CARTRIDGE_READ_REQUIRES_TOKEN", str(reads_need_token).lower())
     get_settings.cache_clear()
 
