@@ -40,6 +40,24 @@ def db_upgrade(revision: str) -> None:
             click.echo(f"declared registries registered or updated: {', '.join(changed)}")
 
 
+@db.command("prune")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def db_prune(dry_run: bool) -> None:
+    """Delete what the retention policy lets go (CARTRIDGE_RETENTION_*), in small batches."""
+    from app.db import get_session_factory
+    from app.retention.service import RetentionPolicy, cutoff_description, prune
+
+    policy = RetentionPolicy.of(get_settings())
+    report = prune(get_session_factory(), policy, dry_run=dry_run)
+    rules = cutoff_description(policy)
+    verb = "would delete" if dry_run else "deleted"
+    for kind, count in report.counts.items():
+        rule = rules.get(kind.removesuffix("_chunks"), "")
+        click.echo(f"{kind}: {verb} {count}" + (f" ({rule})" if rule and kind in rules else ""))
+    if report.skipped_batches:
+        click.echo(f"{report.skipped_batches} batches met a lock and are left for the next run")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
