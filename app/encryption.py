@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Text, TypeDecorator
 
-from app.config import Settings, get_settings
+from app.config import ConfigurationError, Settings, get_settings
 from app.errors import CartridgeError
 
 KEY_FILE_NAME = "secret.key"
@@ -89,6 +89,9 @@ def _key_file(state_dir: Path) -> list[bytes]:
 def keys_of(settings: Settings) -> list[bytes]:
     if settings.secret_keys is not None and settings.secret_keys.get_secret_value().strip():
         return parse_keys(settings.secret_keys.get_secret_value())
+    if settings.environment == "production":
+        # Never a key file that one host has and the others do not.
+        raise ConfigurationError("CARTRIDGE_SECRET_KEYS is not set; stored secrets need it")
     return _key_file(settings.state_dir)
 
 

@@ -16,6 +16,7 @@ reads" section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import platform
@@ -171,6 +172,22 @@ def read_whole(job: tuple[str, int, int]) -> Sample:
         return time.perf_counter() - started, ok
 
 
+def follow_stream(job: tuple[str, int, int]) -> Sample:
+    """The live stream of a finished log, from its start to the `end` event."""
+    base, build_id, length = job
+    received, ended = 0, False
+    started = time.perf_counter()
+    with httpx.stream("GET", f"{base}/api/v1/builds/{build_id}/log/stream", timeout=300) as answer:
+        event = ""
+        for line in answer.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+                ended = ended or event == "end"
+            elif line.startswith("data: ") and event == "log":
+                received += len(json.loads(line[len("data: ") :])["content"])
+    return time.perf_counter() - started, ended and received == length
+
+
 def measured(label: str, what: str, server_pid: int, work: Callable[[], list[Sample]]) -> Run:
     sampler = RssSampler(server_pid)
     baseline = sampler.rss()
@@ -215,6 +232,11 @@ def load(
                         return pool.map(read_whole, [(base, build_id, length)] * readers)
 
                     runs.append(measured(label, "`log.txt`, the whole log", server.pid, whole))
+
+                    def stream() -> list[Sample]:
+                        return pool.map(follow_stream, [(base, build_id, length)] * readers)
+
+                    runs.append(measured(label, "`log/stream` from the start", server.pid, stream))
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -288,6 +310,14 @@ same host; load average {load_average[0]:.1f} before and {load_average[1]:.1f} a
 
 Targets (after): peak RSS growth < 100 MB: **{"met" if growth < 100 else "NOT met"}**
 ({growth:.0f} MB at most); p99 < 200 ms: {p99}.
+
+For `log.txt` and `log/stream` the latency is the time to receive the whole
+{length / 2**20:.0f} MiB log, each of the {args.readers} readers at once. Before, a read
+selected every chunk past its offset and joined them in Python, so each request held up to the
+whole log; after, a read asks PostgreSQL for the chunk the range starts in (cut with `substr`)
+and the chunks that start inside it, `log.txt` reads 32 chunks per query, and each stream event
+reads one page. "before" has no stream row: its stream re-read the rest of the log for every
+64,000-character event, minutes for one reader of this log.
 """
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app import migrate
 from app.cli.main import cli
-from app.config import Settings, get_settings
+from app.config import ConfigurationError, Settings, get_settings
 from app.db import build_engine
 from app.encryption import SecretBox, UndecryptableSecret, keys_of
 from tests.conftest import ADMIN_DSN, TEST_DATABASE, _admin, _database_url
@@ -125,6 +125,9 @@ def test_keys_are_checked_and_generated_outside_production(tmp_path: Path) -> No
         KEY_A.encode(),
         KEY_B.encode(),
     ]
+    with pytest.raises(ConfigurationError, match="CARTRIDGE_SECRET_KEYS"):
+        keys_of(Settings(environment="production", state_dir=tmp_path / "prod"))
+    assert not (tmp_path / "prod" / "secret.key").exists()
     problems = Settings(environment="production").production_problems()
     assert any("CARTRIDGE_SECRET_KEYS" in problem for problem in problems)
     generated = CliRunner().invoke(cli, ["secrets", "generate-key"])
