@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Integer, cast, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from app.models import BuildLogChunk
@@ -61,20 +61,16 @@ def read(
 ) -> LogSlice:
     """Up to `limit` characters of the log starting at character `offset`."""
     end = offset + limit
-    # The chunk the range starts in (the last one starting at or before it), cut in SQL...
+    # The chunk the range starts in (the last one starting at or before it), then the chunks
+    # starting inside the range. Chunks are read whole and cut here: cutting them in SQL costs
+    # more than reading them (each would be decompressed and counted), and none is longer than
+    # MAX_CHUNK_CHARS, so a read holds at most the page and two chunks.
     first = session.execute(
-        select(
-            BuildLogChunk.offset,
-            func.substr(
-                BuildLogChunk.content, cast(offset - BuildLogChunk.offset + 1, Integer), limit
-            ),
-        )
+        select(BuildLogChunk.offset, BuildLogChunk.content)
         .where(*_of_attempt(build_id, attempt), BuildLogChunk.offset <= offset)
         .order_by(BuildLogChunk.offset.desc())
         .limit(1)
     ).all()
-    # ...then the chunks starting inside the range, whole: cutting them in SQL costs more than
-    # reading them (each would be decompressed and counted), and each is at most a chunk long.
     rest = session.execute(
         select(BuildLogChunk.offset, BuildLogChunk.content)
         .where(
@@ -89,7 +85,7 @@ def read(
     for chunk_offset, content in [*first, *rest]:
         if chunk_offset > position:
             break  # a gap cannot happen with one writer; never return text past one
-        content = content[: end - position]
+        content = content[position - chunk_offset : end - chunk_offset]
         if content:
             pieces.append(content)
             position += len(content)
