@@ -77,13 +77,13 @@ class Settings(BaseSettings):
     build_log_tail_bytes: int = Field(default=1024 * 1024, ge=0)
 
     # Retention (app/retention/service.py): how long rows are kept; 0 keeps them forever.
-    retention_interval_seconds: float = 3600.0
-    retention_batch_size: int = Field(default=500, ge=1, le=10_000)
-    retention_deliveries_days: float = Field(default=30, ge=0)
-    retention_outbox_hours: float = Field(default=24, ge=0)
-    retention_status_posts_days: float = Field(default=30, ge=0)
-    retention_log_days: float = Field(default=90, ge=0)
-    retention_logs_per_branch: int = Field(default=50, ge=0)
+    row_retention_interval_seconds: float = 3600.0
+    row_retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+    row_retention_deliveries_days: float = Field(default=30, ge=0)
+    row_retention_outbox_hours: float = Field(default=24, ge=0)
+    row_retention_status_posts_days: float = Field(default=30, ge=0)
+    row_retention_log_days: float = Field(default=90, ge=0)
+    row_retention_logs_per_branch: int = Field(default=50, ge=0)
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"

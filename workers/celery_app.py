@@ -32,8 +32,8 @@ celery_app.conf.beat_schedule = {
         "schedule": settings.github_status_redrive_seconds,
     },
     "prune-old-rows": {
-        "task": "cartridge.retention.prune",
-        "schedule": settings.retention_interval_seconds,
+        "task": "cartridge.rows.prune",
+        "schedule": settings.row_retention_interval_seconds,
     },
     "check-registry-replicas": {
         "task": "cartridge.registries.check",

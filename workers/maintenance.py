@@ -29,10 +29,10 @@ def reap_expired_leases() -> dict[str, list[int]]:
     return {"requeued": result.requeued, "errored": result.errored}
 
 
-@celery_app.task(name="cartridge.retention.prune", ignore_result=True)
+@celery_app.task(name="cartridge.rows.prune", ignore_result=True)
 def prune_old_rows() -> dict[str, int]:
     """Deletes old deliveries, dispatched outbox rows, sent status posts and old build logs."""
-    from app.retention.service import RetentionPolicy, prune
+    from app.row_retention.service import RetentionPolicy, prune
 
     report = prune(get_session_factory(), RetentionPolicy.of(get_settings()))
     return report.counts

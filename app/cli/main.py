@@ -43,9 +43,9 @@ def db_upgrade(revision: str) -> None:
 @db.command("prune")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 def db_prune(dry_run: bool) -> None:
-    """Delete what the retention policy lets go (CARTRIDGE_RETENTION_*), in small batches."""
+    """Delete what the retention policy lets go (CARTRIDGE_ROW_RETENTION_*), in small batches."""
     from app.db import get_session_factory
-    from app.retention.service import RetentionPolicy, cutoff_description, prune
+    from app.row_retention.service import RetentionPolicy, cutoff_description, prune
 
     policy = RetentionPolicy.of(get_settings())
     report = prune(get_session_factory(), policy, dry_run=dry_run)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app import migrate
 from app.db import build_engine
-from app.retention.service import RetentionPolicy, prune
+from app.row_retention.service import RetentionPolicy, prune
 from tests.conftest import REDIS_URL, _admin, _database_url
 from tests.support.github import webhook_headers
 from tests.support.server import free_port

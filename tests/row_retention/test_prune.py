@@ -22,7 +22,7 @@ from app.models import (
 )
 from app.models.base import utcnow
 from app.models.status_post import CommitState, SendState
-from app.retention.service import RetentionPolicy, prune
+from app.row_retention.service import RetentionPolicy, prune
 from tests.support.factories import MakeBuild, MakePush, MakeRepository
 
 NOW = utcnow()
@@ -193,7 +193,7 @@ def test_zero_keeps_a_kind_forever_and_the_cli_says_what_it_would_do(
 
     _deliveries(session)
     _outbox(session)
-    monkeypatch.setenv("CARTRIDGE_RETENTION_DELIVERIES_DAYS", "0")
+    monkeypatch.setenv("CARTRIDGE_ROW_RETENTION_DELIVERIES_DAYS", "0")
     get_settings.cache_clear()
     try:
         dry = CliRunner().invoke(cli, ["db", "prune", "--dry-run"])

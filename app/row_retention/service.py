@@ -1,14 +1,14 @@
-"""The retention policy: what is deleted, and how, so that tables do not grow forever.
+"""Row retention: which rows are deleted, and how, so that tables do not grow forever.
 
-- webhook deliveries: received more than `CARTRIDGE_RETENTION_DELIVERIES_DAYS` (30) ago;
-- outbox rows: dispatched more than `CARTRIDGE_RETENTION_OUTBOX_HOURS` (24) ago (never before);
-- status posts: sent or skipped more than `CARTRIDGE_RETENTION_STATUS_POSTS_DAYS` (30) ago,
+- webhook deliveries: received more than `CARTRIDGE_ROW_RETENTION_DELIVERIES_DAYS` (30) ago;
+- outbox rows: dispatched more than `CARTRIDGE_ROW_RETENTION_OUTBOX_HOURS` (24) ago (never before);
+- status posts: sent or skipped more than `CARTRIDGE_ROW_RETENTION_STATUS_POSTS_DAYS` (30) ago,
   except each build's last sent one (the sender compares new statuses with it);
-- build logs: of builds that finished more than `CARTRIDGE_RETENTION_LOG_DAYS` (90) ago, or that
-  are beyond the last `CARTRIDGE_RETENTION_LOGS_PER_BRANCH` (50) builds of every branch they are
+- build logs: of builds that finished more than `CARTRIDGE_ROW_RETENTION_LOG_DAYS` (90) ago, or that
+  are beyond the last `CARTRIDGE_ROW_RETENTION_LOGS_PER_BRANCH` (50) builds of every branch they are
   on; never the logs of a branch's latest green, never those of a build still running.
 
-0 keeps a kind forever. Rows go in batches of `CARTRIDGE_RETENTION_BATCH_SIZE`, each batch in a
+0 keeps a kind forever. Rows go in batches of `CARTRIDGE_ROW_RETENTION_BATCH_SIZE`, each batch in a
 transaction of its own that locks only the rows it deletes (SKIP LOCKED, and a lock timeout), so
 a prune never holds locks for long nor waits behind the webhook receiver.
 """
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.models import BuildLogChunk, OutboxMessage, StatusPost, WebhookDelivery
 from app.models.base import utcnow
-from app.retention import queries
+from app.row_retention import queries
 
 log = logging.getLogger(__name__)
 # A prune waits at most this long for a lock; past it the batch is left for the next run.
@@ -51,14 +51,14 @@ class RetentionPolicy:
         def days(value: float) -> timedelta | None:
             return timedelta(days=value) if value > 0 else None
 
-        hours = settings.retention_outbox_hours
+        hours = settings.row_retention_outbox_hours
         return cls(
-            deliveries=days(settings.retention_deliveries_days),
+            deliveries=days(settings.row_retention_deliveries_days),
             outbox=timedelta(hours=hours) if hours > 0 else None,
-            status_posts=days(settings.retention_status_posts_days),
-            log_age=days(settings.retention_log_days),
-            logs_per_branch=settings.retention_logs_per_branch,
-            batch_size=settings.retention_batch_size,
+            status_posts=days(settings.row_retention_status_posts_days),
+            log_age=days(settings.row_retention_log_days),
+            logs_per_branch=settings.row_retention_logs_per_branch,
+            batch_size=settings.row_retention_batch_size,
         )
 
 
