@@ -18,6 +18,11 @@ def list_registries(session: Session) -> list[Registry]:
     return list(session.scalars(select(Registry).order_by(Registry.name)))
 
 
+def serving_registries(session: Session) -> list[Registry]:
+    """The replicas builds are copied to and the proxy reads from: all but those in maintenance."""
+    return [r for r in list_registries(session) if not r.maintenance]
+
+
 def get_by_name(session: Session, name: str) -> Registry | None:
     return session.scalar(select(Registry).where(Registry.name == name))
 
