@@ -27,6 +27,8 @@ from tests.webhooks.conftest import Deliver
 REPO_SECRET = "repo-secret-" + uuid.uuid4().hex
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()
+# The last revision that stored webhook secrets in the clear.
+BEFORE_ENCRYPTION = "0010"
 
 
 @pytest.fixture
@@ -144,7 +146,7 @@ def test_the_migration_encrypts_secrets_stored_in_the_clear(
     url = _database_url(name)
     engine = build_engine(url)
     try:
-        migrate.upgrade(url, "0008")
+        migrate.upgrade(url, BEFORE_ENCRYPTION)
         with engine.begin() as connection:
             connection.execute(
                 text(
@@ -161,7 +163,7 @@ def test_the_migration_encrypts_secrets_stored_in_the_clear(
         assert stored != REPO_SECRET
         assert SecretBox([KEY_A.encode()]).decrypt(str(stored)) == REPO_SECRET
         assert REPO_SECRET not in _dump(name)
-        migrate.downgrade(url, "0008")
+        migrate.downgrade(url, BEFORE_ENCRYPTION)
         with engine.connect() as connection:
             back = connection.execute(text("SELECT webhook_secret FROM repositories")).scalar()
         assert back == REPO_SECRET

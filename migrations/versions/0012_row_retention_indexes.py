@@ -3,16 +3,16 @@
 Deleting an old webhook delivery sets `pushes.webhook_delivery_id` to NULL where it pointed at
 it; without this index each deleted delivery would scan the whole pushes table.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
