@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, text
 from sqlalchemy.exc import OperationalError
@@ -188,12 +188,16 @@ def prune(
     return pruner.report
 
 
-def cutoff_description(policy: RetentionPolicy, now: datetime | None = None) -> dict[str, str]:
+def cutoff_description(policy: RetentionPolicy) -> dict[str, str]:
     """The policy in words, for the CLI."""
     never = "kept forever"
 
     def age(value: timedelta | None, what: str) -> str:
-        return f"{what} more than {value} ago" if value else never
+        if not value:
+            return never
+        hours = value.total_seconds() / 3600
+        span = f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours"
+        return f"{what} more than {span} ago"
 
     per_branch = (
         f"beyond the last {policy.logs_per_branch} builds of every branch"
