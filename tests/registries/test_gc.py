@@ -118,6 +118,7 @@ def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
 
     supervisor = ProxySupervisor(get_settings())
     stop = threading.Event()
+    supervisor.apply_once()  # nginx is up before the pull loop starts
     proxy_thread = threading.Thread(target=supervisor.run, args=(stop,))
     proxy_thread.start()
     pulls: list[int] = []
@@ -133,7 +134,6 @@ def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
                 pulls.append(0)
 
     try:
-        supervisor.apply_once()
         loop = threading.Thread(target=pull_loop)
         loop.start()
         seen_during: list[str] = []
