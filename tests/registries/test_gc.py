@@ -122,16 +122,21 @@ def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
     proxy_thread = threading.Thread(target=supervisor.run, args=(stop,))
     proxy_thread.start()
     pulls: list[int] = []
+    errors: list[str] = []
+
+    pulling = threading.Event()
+    pulling.set()
 
     def pull_loop() -> None:
         # By tag, which the proxy revalidates upstream on every request (tag cache 0 s).
         accept = {"Accept": kept.media_type}
         url = f"http://{proxy}/v2/{repository_path}/manifests/{kept.tag}"
-        while not stop.is_set():
+        while pulling.is_set():
             try:
-                pulls.append(httpx.get(url, headers=accept, timeout=10).status_code)
-            except httpx.HTTPError:
+                pulls.append(httpx.get(url, headers=accept, timeout=30).status_code)
+            except httpx.HTTPError as exc:
                 pulls.append(0)
+                errors.append(repr(exc))
 
     try:
         loop = threading.Thread(target=pull_loop)
@@ -157,16 +162,18 @@ def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
             proxy_wait_seconds=10,
         )
     finally:
-        stop.set()
-        proxy_thread.join(30)
+        # The pulls stop before the proxy does.
+        pulling.clear()
         if "loop" in locals():
             loop.join(30)
+        stop.set()
+        proxy_thread.join(30)
 
     assert report.blobs_deleted > 0
     assert _storage_bytes(r2) < before
     assert r2.host not in seen_during[0]  # the proxy had left r2 out before it was stopped
     assert pulls
-    assert set(pulls) == {200}, f"{pulls.count(200)} of {len(pulls)} pulls succeeded"
+    assert set(pulls) == {200}, f"{pulls.count(200)} of {len(pulls)} pulls succeeded: {errors}"
     session.expire_all()
     row = session.get_one(Registry, 2)
     assert (row.maintenance, row.last_gc_report) == (False, report.describe())
