@@ -53,6 +53,7 @@ CHUNK = 16 * 1024
 # The largest page the API serves, and a screenful or two.
 PAGES = (1_000_000, 65_536)
 Sample = tuple[float, bool]
+BASELINE = "`/healthz` (baseline: no database, no log)"
 
 
 def fill(dsn: str) -> tuple[int, int]:
@@ -163,6 +164,17 @@ def read_pages(job: tuple[str, int, int, list[int]]) -> list[Sample]:
     return samples
 
 
+def read_healthz(job: tuple[str, int]) -> list[Sample]:
+    base, count = job
+    samples = []
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for _ in range(count):
+            started = time.perf_counter()
+            response = client.get("/healthz")
+            samples.append((time.perf_counter() - started, response.status_code == 200))
+    return samples
+
+
 def read_whole(job: tuple[str, int, int]) -> Sample:
     base, build_id, length = job
     with httpx.Client(base_url=base, timeout=120) as client:
@@ -215,6 +227,13 @@ def load(
             # Readers are processes: in threads of one process they would wait for each other's
             # HTTP parsing (the GIL) and measure the client, not the server.
             with multiprocessing.Pool(readers) as pool:
+                if label == "after":
+
+                    def baseline() -> list[Sample]:
+                        jobs = [(base, pages)] * readers
+                        return [one for samples in pool.map(read_healthz, jobs) for one in samples]
+
+                    runs.append(measured(label, BASELINE, server.pid, baseline))
                 for page in PAGES:
                     rng = random.Random(page)
                     jobs = [
@@ -281,7 +300,7 @@ def report(
             f" | {run.growth_mb:.0f} | {cut['p50']:.0f} | {cut['p99']:.0f} | {cut['max']:.0f}"
             f" | {run.errors} |"
         )
-    after = [run for run in runs if run.label == "after"]
+    after = [run for run in runs if run.label == "after" and run.what != BASELINE]
     growth = (max(run.peak_rss for run in after) - after[0].baseline_rss) / 1e6
     p99 = "; ".join(
         f"{run.what}: **{'met' if value < 200 else 'NOT met'}** ({value:.0f} ms)"
@@ -317,7 +336,8 @@ selected every chunk past its offset and joined them in Python, so each request 
 whole log; after, a read asks PostgreSQL for the chunk the range starts in and the chunks that
 start inside it (at most 64 KiB each), `log.txt` reads 32 chunks per query, and each stream
 event reads one page. Each row's growth is measured from the start of that row's load on the
-same server process (rows run one after the other). "before" has no stream row: its stream
+same server process (rows run one after the other). The `/healthz` row is the floor this machine
+puts under any request with this many readers at once. "before" has no stream row: its stream
 re-read the rest of the log for every 64,000-character event, minutes for one reader of this
 log.
 """
