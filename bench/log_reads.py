@@ -246,6 +246,16 @@ def load(
 
                     runs.append(measured(label, f"{page:,}-character pages", server.pid, paged))
                 if label == "after":
+                    for page in PAGES:
+                        rng = random.Random(page + 1)
+                        alone = (base, build_id, page, [rng.randrange(length) for _ in range(50)])
+
+                        def one(job: Any = alone) -> list[Sample]:
+                            return read_pages(job)
+
+                        what = f"{page:,}-character pages, one reader alone"
+                        runs.append(measured(label, what, server.pid, one))
+                if label == "after":
 
                     def whole() -> list[Sample]:
                         return pool.map(read_whole, [(base, build_id, length)] * readers)
@@ -337,9 +347,10 @@ whole log; after, a read asks PostgreSQL for the chunk the range starts in and t
 start inside it (at most 64 KiB each), `log.txt` reads 32 chunks per query, and each stream
 event reads one page. Each row's growth is measured from the start of that row's load on the
 same server process (rows run one after the other). The `/healthz` row is the floor this machine
-puts under any request with this many readers at once. "before" has no stream row: its stream
-re-read the rest of the log for every 64,000-character event, minutes for one reader of this
-log.
+puts under any request with this many readers at once; the "one reader alone" rows are 50
+sequential pages with nothing else running against the server, the cost of a read itself.
+"before" has no stream row: its stream re-read the rest of the log for every 64,000-character
+event, minutes for one reader of this log.
 """
 
 
