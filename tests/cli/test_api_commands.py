@@ -20,7 +20,6 @@ from app.models import BuildStatus
 from tests.support.factories import MakeBuild, MakeImage, MakePush, MakeRepository
 from tests.support.server import free_port, serve
 
-pytest_plugins = ["tests.support.factories"]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -1,5 +1,5 @@
-"""Fixtures for the replica tests: real `docker-registry` processes, registry rows pointing at
-them, and images pushed with the Docker engine and recorded the way the build pipeline does."""
+"""Fixtures for the replica tests: real `docker-registry` processes and registry rows pointing at
+them (`record_image` in tests/support/factories.py records pushed images)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.models import Build, Image, Registry, Repository
-from tests.support.registry_cluster import PushedImage, RegistryCluster, registry_cluster
+from app.models import Registry
+from tests.support.registry_cluster import RegistryCluster, registry_cluster
 
 
 @pytest.fixture
@@ -50,31 +50,3 @@ def replicas(
 @pytest.fixture
 def repository_path() -> str:
     return f"cartridge-test/app-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def record_image(
-    session: Session, make_repository: Callable[..., Repository]
-) -> Callable[[PushedImage], Image]:
-    """Records the build and image rows for a pushed image, as the pipeline does after a push."""
-
-    def record(pushed: PushedImage) -> Image:
-        repository = make_repository(f"octo/{uuid.uuid4().hex[:8]}")
-        build = Build(repository_id=repository.id, sha=uuid.uuid4().hex + "0" * 8)
-        session.add(build)
-        session.flush()
-        image = Image(
-            build_id=build.id,
-            name=pushed.repository,
-            tag=pushed.tag,
-            manifest_digest=pushed.manifest_digest,
-            config_digest=pushed.config_digest,
-            media_type=pushed.media_type,
-            size=pushed.size,
-            layers=pushed.layers,
-        )
-        session.add(image)
-        session.commit()
-        return image
-
-    return record
