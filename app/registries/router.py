@@ -36,6 +36,15 @@ def list_registries(session: DbSession, _access: ReadAccess) -> RegistryList:
     return RegistryList(items=[_out(r, counts.get(r.id, 0)) for r in registries])
 
 
+@router.post("/check")
+def check_registries(session: DbSession, _token: WriteToken) -> RegistryList:
+    """Probes every replica now (`GET /v2/`), records the result, and lists the replicas as
+    `GET /registries` does; the periodic health check does the same every
+    `CARTRIDGE_REGISTRY_HEALTH_INTERVAL_SECONDS`."""
+    service.check_health(session)
+    return list_registries(session, _token)
+
+
 @router.get(
     "/proxy-config",
     response_class=PlainTextResponse,
