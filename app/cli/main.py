@@ -3,27 +3,27 @@
 Two kinds of commands (README, "Command line"):
 - through the HTTP API (app/cli/api.py), from any machine with a token: `repo`, `builds`,
   `registry`, each in a module of its own;
-- on a control-plane host, against the database directly, defined here: the operator commands that
-  must work when the API cannot help, before it runs (`db upgrade`, the first `token create`) or
-  while it is down (`proxy-config`, which the pull proxy needs to start).
+- on a control-plane host, against the database directly: the operator commands that must work
+  when the API cannot help, before it runs (`db upgrade`, the first `token create`, defined here)
+  or while it is down (`proxy-config` and `proxy serve` in app/cli/proxy.py: the pull proxy must
+  start and follow the replicas without the API).
 Every failure is printed the same way with a documented exit status (app/cli/errors.py).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
 from app import migrate
 from app.cli.builds import builds
 from app.cli.errors import CommandGroup
+from app.cli.proxy import proxy, proxy_config_command
 from app.cli.registries import registry
 from app.cli.repos import repo
 from app.cli.statuses import statuses
 from app.config import get_settings
 from app.db import session_scope
-from app.registries.proxy import proxy_config
+from app.registries.declared import sync_declared
 
 
 @click.group(cls=CommandGroup)
@@ -46,8 +46,14 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Migrate the database to REVISION."""
-    migrate.upgrade(get_settings().resolved_database_url(), revision)
+    settings = get_settings()
+    migrate.upgrade(settings.resolved_database_url(), revision)
     click.echo(f"database at {revision}")
+    if revision == "head":
+        with session_scope() as session:
+            changed = sync_declared(session, settings)
+        if changed:
+            click.echo(f"declared registries registered or updated: {', '.join(changed)}")
 
 
 @cli.group()
@@ -66,25 +72,6 @@ def token_create(name: str) -> None:
         token_id = row.id
     click.echo(raw)
     click.echo(f"token {token_id} ({name}) created; it is not shown again", err=True)
-
-
-@cli.command("proxy-config")
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the config to this file instead of standard output.",
-)
-def proxy_config_command(output: Path | None) -> None:
-    """Print the nginx config of the caching pull proxy, checked with `nginx -t`."""
-    with session_scope() as session:
-        text = proxy_config(session)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text)
-        click.echo(f"wrote {output}", err=True)
 
 
 @cli.command()
@@ -110,6 +97,8 @@ cli.add_command(repo)
 cli.add_command(builds)
 builds.add_command(statuses)
 cli.add_command(registry)
+cli.add_command(proxy_config_command)
+cli.add_command(proxy)
 
 if __name__ == "__main__":
     cli()

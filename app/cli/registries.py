@@ -1,5 +1,6 @@
 """`cartridge registry ...` through the API: the replicas every image is pushed to, their health
-and what each lacks. (`cartridge proxy-config`, in app/cli/main.py, works without the API.)"""
+and what each lacks. (`cartridge proxy-config` and `proxy serve`, in app/cli/proxy.py, work without
+the API.)"""
 
 from __future__ import annotations
 
