@@ -109,29 +109,37 @@ def test_a_late_pending_never_replaces_the_final_status_of_its_attempt(
 
 
 def test_a_server_error_is_retried_later_with_backoff(
-    session: Session, github: FakeGitHub, make_build_with_status
+    session: Session, fake_github: FakeGitHub, database_url: str, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build_with_status()
-    github.fail_next(500)
-    before = utcnow()
-    assert _deliver(build.id) is SendResult.RETRY
-    [post] = _posts(session, build)
-    assert (post.send_state, post.tries, post.response_code) == ("queued", 1, 500)
-    assert post.last_error == "500 Server Error"
-    assert post.next_try_at is not None
-    # Base 0.5 s for the first retry, with jitter: between half and all of it.
-    assert before + timedelta(seconds=0.25) <= post.next_try_at <= utcnow() + timedelta(seconds=0.5)
-    assert _retries(session, build) == [1]
+    # A base long enough that "before the retry is due" holds on a loaded machine too.
+    retry_env = {
+        "CARTRIDGE_GITHUB_STATUS_RETRY_BASE_SECONDS": "30",
+        "CARTRIDGE_GITHUB_STATUS_RETRY_MAX_SECONDS": "600",
+    }
+    with github_env(fake_github, **retry_env):
+        build = make_build_with_status()
+        fake_github.fail_next(500)
+        before = utcnow()
+        assert _deliver(build.id) is SendResult.RETRY
+        [post] = _posts(session, build)
+        assert (post.send_state, post.tries, post.response_code) == ("queued", 1, 500)
+        assert post.last_error == "500 Server Error"
+        assert post.next_try_at is not None
+        # Base 30 s for the first retry, with jitter: between half and all of it.
+        earliest, latest = before + timedelta(seconds=15), utcnow() + timedelta(seconds=30)
+        assert earliest <= post.next_try_at <= latest
+        [countdown] = _retries(session, build)
+        assert 15 <= countdown <= 30
 
-    # Before the retry is due, a new delivery (say, a duplicate message) waits too.
-    assert _deliver(build.id) is SendResult.DEFERRED
-    assert len(github.requests) == 1
+        # Before the retry is due, a new delivery (say, a duplicate message) waits too.
+        assert _deliver(build.id) is SendResult.DEFERRED
+        assert len(fake_github.requests) == 1
 
-    session.execute(update(StatusPost).values(next_try_at=utcnow() - timedelta(seconds=1)))
-    session.commit()
-    assert _deliver(build.id) is SendResult.SENT
-    assert _seen(github) == [("pending", "Queued")]
-    assert _posts(session, build)[0].tries == 2
+        session.execute(update(StatusPost).values(next_try_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+        assert _deliver(build.id) is SendResult.SENT
+        assert _seen(fake_github) == [("pending", "Queued")]
+        assert _posts(session, build)[0].tries == 2
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:
