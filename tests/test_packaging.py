@@ -26,7 +26,7 @@ from tests.support.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-# What `pip install .` reads; the Dockerfile copies the same.
+# What `pip install .` reads (the Dockerfile copies these too).
 SOURCES = ("pyproject.toml", "README.md", "app", "workers", "migrations")
 
 

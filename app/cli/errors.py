@@ -19,7 +19,7 @@ from app.errors import CartridgeError
 
 EXIT_REFUSED = 1  # Cartridge refused or failed the request (it says why, with a code)
 EXIT_USAGE = 2  # the command line itself is wrong (click's own status)
-EXIT_UNREACHABLE = 3  # the API or the database could not be reached; nothing was done
+EXIT_UNREACHABLE = 3  # the API or the database could not be reached or did not answer in time
 
 
 class CommandError(click.ClickException):
