@@ -40,6 +40,9 @@ class ApiClient:
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._request("POST", path, json=body)
 
+    def put(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._request("PUT", path, json=body)
+
     def patch(self, path: str, body: dict[str, Any]) -> Any:
         return self._request("PATCH", path, json=body)
 

@@ -2,11 +2,12 @@
 
 Two kinds of commands (README, "Command line"):
 - through the HTTP API (app/cli/api.py), from any machine with a token: `repo`, `builds`,
-  `registry`, each in a module of its own;
-- on a control-plane host, against the database directly: the operator commands that must work
-  when the API cannot help, before it runs (`db upgrade`, the first `token create`, defined here)
-  or while it is down (`proxy-config` and `proxy serve` in app/cli/proxy.py: the pull proxy must
-  start and follow the replicas without the API).
+  `registry`, `images pin|unpin`, each group in a module of its own;
+- on a control-plane or replica host, against the database directly: the operator commands that
+  must work when the API cannot help, before it runs (`db upgrade`, the first `token create`,
+  defined here), while it is down (`proxy-config` and `proxy serve` in app/cli/proxy.py: the pull
+  proxy starts and follows the replicas without it), or that do a worker's job on the host they
+  run on (`images prune|deletions`, `registry gc`).
 Every failure is printed the same way with a documented exit status (app/cli/errors.py).
 """
 
@@ -17,6 +18,7 @@ import click
 from app import migrate
 from app.cli.builds import builds
 from app.cli.errors import CommandGroup
+from app.cli.images import images_group
 from app.cli.proxy import proxy, proxy_config_command
 from app.cli.registries import registry
 from app.cli.repos import repo
@@ -99,6 +101,7 @@ builds.add_command(statuses)
 cli.add_command(registry)
 cli.add_command(proxy_config_command)
 cli.add_command(proxy)
+cli.add_command(images_group)
 
 if __name__ == "__main__":
     cli()

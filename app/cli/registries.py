@@ -1,14 +1,18 @@
-"""`cartridge registry ...` through the API: the replicas every image is pushed to, their health
-and what each lacks. (`cartridge proxy-config` and `proxy serve`, in app/cli/proxy.py, work without
-the API.)"""
+"""`cartridge registry ...`: the replicas every image is pushed to, their health and what each
+lacks, through the API; and `registry gc`, which runs on a replica's host against the database (it
+stops and starts the replica there). (`cartridge proxy-config` and `proxy serve`, in
+app/cli/proxy.py, work without the API too.)"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
 from app.cli.api import ApiClient, api_command, print_json, table, when
+from app.config import get_settings
+from app.registries.gc import collect_garbage, leave_maintenance
 
 MISSING_PAGE = 100
 
@@ -124,6 +128,40 @@ def registry_missing(api: ApiClient, as_json: bool, name: str, limit: int) -> No
         click.echo(f"{item['name']}:{item['tag']} {item['manifest_digest']}  ({reason})")
     if not items:
         click.echo(f"{name} lacks no image")
+
+
+# Garbage collection runs where the replica runs: it reads the replica's config file and stops and
+# starts it with the host's commands, so it works on the database directly, like the operator
+# commands in app/cli/main.py.
+
+
+@registry.command("gc")
+@click.argument("name")
+@click.option(
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The replica's Distribution config file (this command runs on the replica's host).",
+)
+@click.option(
+    "--stop",
+    default=None,
+    help="Command that stops the replica, e.g. 'systemctl stop docker-registry'.",
+)
+@click.option("--start", default=None, help="Command that starts it again.")
+def registry_gc(name: str, config: Path, stop: str | None, start: str | None) -> None:
+    """Reclaim replica NAME's space: out of the push set and the proxy, stopped, garbage-collected
+    (a dry run first), started, then back in service. Run it on one replica at a time."""
+    collect_garbage(name, get_settings(), config=config, stop=stop, start=start, say=click.echo)
+
+
+@registry.command("gc-done")
+@click.argument("name")
+def registry_gc_done(name: str) -> None:
+    """Take replica NAME out of maintenance after a collection that stopped half-way."""
+    leave_maintenance(name)
+    click.echo(f"{name} is back in the push set and the proxy")
 
 
 def _role(required: bool) -> str:
