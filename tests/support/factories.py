@@ -7,13 +7,13 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy.orm import Session
 
-from app.models import Build, Image, Push, Repository
+from app.models import Build, BuildStatus, Image, Push, PushDecision, Repository
 from app.models.base import utcnow
 from app.statuses.service import record_status
 
@@ -26,7 +26,7 @@ MakeRepository = Callable[..., Repository]
 MakeBuild = Callable[..., Build]
 MakePush = Callable[..., Push]
 MakeImage = Callable[..., Image]
-RecordImage = Callable[["PushedImage"], Image]
+RecordImage = Callable[..., Image]
 
 
 def new_sha(prefix: str = "") -> str:
@@ -159,13 +159,34 @@ def make_build_with_status(session: Session, make_repository: MakeRepository) ->
 @pytest.fixture
 def record_image(session: Session, make_repository: MakeRepository) -> RecordImage:
     """Records the build and image rows for an image pushed to a registry, as the pipeline does
-    after a push."""
+    after a push: in a repository of its own, or in `repository` as a succeeded build pushed to
+    `branch`, created `age` ago."""
 
-    def record(pushed: PushedImage) -> Image:
-        repository = make_repository(f"octo/{uuid.uuid4().hex[:8]}")
-        build = Build(repository_id=repository.id, sha=uuid.uuid4().hex + "0" * 8)
+    def record(
+        pushed: PushedImage,
+        *,
+        repository: Repository | None = None,
+        branch: str | None = None,
+        age: timedelta | None = None,
+    ) -> Image:
+        repository = repository or make_repository(f"octo/{uuid.uuid4().hex[:8]}")
+        sha = uuid.uuid4().hex + "0" * 8
+        status = BuildStatus.SUCCEEDED if branch else BuildStatus.QUEUED
+        build = Build(repository_id=repository.id, sha=sha, status=status)
         session.add(build)
         session.flush()
+        if branch is not None:
+            session.add(
+                Push(
+                    repository_id=repository.id,
+                    ref=f"refs/heads/{branch}",
+                    branch=branch,
+                    before_sha="0" * 40,
+                    after_sha=sha,
+                    build_id=build.id,
+                    decision=PushDecision.BUILT,
+                )
+            )
         image = Image(
             build_id=build.id,
             name=pushed.repository,
@@ -175,6 +196,7 @@ def record_image(session: Session, make_repository: MakeRepository) -> RecordIma
             media_type=pushed.media_type,
             size=pushed.size,
             layers=pushed.layers,
+            created_at=utcnow() - (age or timedelta()),
         )
         session.add(image)
         session.commit()
