@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import migrate
+from app.broker import get_celery
 from app.config import get_settings
 from app.db import get_engine, get_session_factory, reset_caches
 from app.models import Base
@@ -80,10 +81,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     reset_caches()
+    # A test module that imports `workers` at collection created the Celery app from the default
+    # settings (a filesystem broker, queues shared by every run): publish with this run's.
+    get_celery.cache_clear()
     migrate.upgrade(url)
     yield url
     reset_relay()
     reset_caches()
+    get_celery.cache_clear()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

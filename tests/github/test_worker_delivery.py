@@ -67,6 +67,8 @@ def worker_github(
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait(timeout=10)
+            # Captured by pytest and shown with a failing test.
+            print(f"--- statuses worker (last lines) ---\n{log_path.read_text()[-6000:]}")
 
 
 def _wait_until_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
