@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from fastapi import FastAPI
 
+from app.api.errors import install_error_handlers
+from app.api.responses import document_errors
 from app.builds.router import router as builds_router
 from app.config import get_settings
-from app.errors import CartridgeError, ServiceUnavailable
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
@@ -37,38 +35,7 @@ def create_app() -> FastAPI:
     for router in (repos_router, builds_router, images_router, registries_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
+    install_error_handlers(app)
     install_metrics(app)
-    _install_error_handlers(app)
+    document_errors(app)
     return app
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(CartridgeError)
-    async def domain_error(_request: Request, exc: CartridgeError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        body = {
-            "error": {
-                "code": "validation_error",
-                "message": "The request is not valid.",
-                "details": {"errors": _plain_errors(exc)},
-            }
-        }
-        return JSONResponse(body, status_code=422)
-
-    @app.exception_handler(OperationalError)
-    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database unavailable: %s", exc.orig)
-        error = ServiceUnavailable(
-            "The database is unreachable; try again shortly.", code="database_unavailable"
-        )
-        return JSONResponse(error.to_dict(), status_code=error.status_code)
-
-
-def _plain_errors(exc: RequestValidationError) -> list[dict[str, object]]:
-    return [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]

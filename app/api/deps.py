@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 from app.auth.service import authenticate
 from app.config import Settings, get_settings
 from app.db import get_session_factory
-from app.errors import Unauthorized
+from app.errors import ErrorCode, Unauthorized, raises
 from app.models import ApiToken
 
 
+@raises(ErrorCode.DATABASE_UNAVAILABLE)
 def _session() -> Iterator[Session]:
     # scope="function" below: the commit happens before the response is sent, so a 2xx always
     # means the rows are durable.
@@ -41,13 +42,18 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
+@raises(ErrorCode.UNAUTHORIZED, ErrorCode.INVALID_TOKEN)
 def require_token(request: Request, session: DbSession) -> ApiToken:
     raw = _bearer(request)
     if raw is None:
-        raise Unauthorized("This endpoint needs an 'Authorization: Bearer <token>' header.")
+        raise Unauthorized(
+            "This endpoint needs an 'Authorization: Bearer <token>' header.",
+            code=ErrorCode.UNAUTHORIZED,
+        )
     return authenticate(session, raw)
 
 
+@raises(ErrorCode.UNAUTHORIZED, ErrorCode.INVALID_TOKEN)
 def read_access(request: Request, session: DbSession, settings: AppSettings) -> ApiToken | None:
     if not settings.read_requires_token:
         return None

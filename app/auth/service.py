@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Unauthorized
+from app.errors import ErrorCode, Unauthorized
 from app.models import ApiToken
 from app.models.base import utcnow
 
@@ -33,7 +33,7 @@ def create_token(session: Session, name: str) -> tuple[ApiToken, str]:
 def authenticate(session: Session, raw: str) -> ApiToken:
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw)))
     if token is None or token.revoked_at is not None:
-        raise Unauthorized("The bearer token is unknown or revoked.", code="invalid_token")
+        raise Unauthorized("The bearer token is unknown or revoked.", code=ErrorCode.INVALID_TOKEN)
     now = utcnow()
     # Recording every use would turn each read into a write; a minute's precision is enough.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:

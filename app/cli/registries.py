@@ -10,12 +10,12 @@ from typing import NoReturn
 import click
 
 from app.db import session_scope
-from app.errors import CartridgeError
+from app.errors import ApiError
 from app.registries import queries, service
 from app.registries.proxy import proxy_config
 
 
-def _fail(error: CartridgeError) -> NoReturn:
+def _fail(error: ApiError) -> NoReturn:
     click.echo(f"error ({error.code}): {error.message}", err=True)
     for key, value in error.details.items():
         click.echo(f"  {key}: {value}", err=True)
@@ -41,7 +41,7 @@ def registry_add(name: str, url: str, optional: bool) -> None:
         with session_scope() as session:
             row = service.create_registry(session, name, url, required=not optional)
             click.echo(f"registry {row.name} added ({row.url}, {_role(row.required)})")
-    except CartridgeError as error:
+    except ApiError as error:
         _fail(error)
 
 
@@ -55,7 +55,7 @@ def registry_set(name: str, url: str | None, required: bool | None) -> None:
         with session_scope() as session:
             row = service.update_registry(session, name, url=url, required=required)
             click.echo(f"registry {row.name}: {row.url}, {_role(row.required)}")
-    except CartridgeError as error:
+    except ApiError as error:
         _fail(error)
 
 
@@ -66,7 +66,7 @@ def registry_remove(name: str) -> None:
     try:
         with session_scope() as session:
             service.delete_registry(session, name)
-    except CartridgeError as error:
+    except ApiError as error:
         _fail(error)
     click.echo(f"registry {name} removed")
 
@@ -115,7 +115,7 @@ def registry_missing(name: str, limit: int) -> None:
                 click.echo(f"{image.name}:{image.tag} {image.manifest_digest}  ({reason})")
             if not rows:
                 click.echo(f"{name} lacks no image")
-    except CartridgeError as error:
+    except ApiError as error:
         _fail(error)
 
 
@@ -132,7 +132,7 @@ def proxy_config_command(output: Path | None) -> None:
     try:
         with session_scope() as session:
             text = proxy_config(session)
-    except CartridgeError as error:
+    except ApiError as error:
         _fail(error)
     if output is None:
         click.echo(text, nl=False)

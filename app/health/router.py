@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.api.responses import errors
 from app.db import get_engine
-from app.errors import ServiceUnavailable
+from app.errors import ErrorCode, ServiceUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -17,13 +18,15 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=errors(ErrorCode.DATABASE_UNAVAILABLE))
 def readyz() -> dict[str, str]:
     try:
         with get_engine().connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         raise ServiceUnavailable(
-            "The database is unreachable.", code="database_unavailable", reason=type(exc).__name__
+            "The database is unreachable.",
+            code=ErrorCode.DATABASE_UNAVAILABLE,
+            reason=type(exc).__name__,
         ) from exc
     return {"status": "ready", "database": "ok"}

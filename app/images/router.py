@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from app.api.deps import DbSession, ReadAccess
+from app.api.responses import errors
+from app.errors import ErrorCode
 from app.images import service
 from app.images.schemas import ImageOut
 
@@ -15,13 +17,19 @@ router = APIRouter(tags=["images"])
 Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{40}$", description="The full commit SHA.")]
 
 
-@router.get("/images/{digest}", response_model=ImageOut)
+@router.get(
+    "/images/{digest}", response_model=ImageOut, responses=errors(ErrorCode.IMAGE_NOT_FOUND)
+)
 def get_image_by_digest(digest: str, session: DbSession, _access: ReadAccess) -> ImageOut:
     """The image whose manifest digest is `digest` (`sha256:...`)."""
     return service.get_by_digest(session, digest)
 
 
-@router.get("/repos/{owner}/{name}/images/{sha}", response_model=ImageOut)
+@router.get(
+    "/repos/{owner}/{name}/images/{sha}",
+    response_model=ImageOut,
+    responses=errors(ErrorCode.IMAGE_NOT_FOUND),
+)
 def get_image_by_sha(
     owner: str, name: str, sha: Sha, session: DbSession, _access: ReadAccess
 ) -> ImageOut:

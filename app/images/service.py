@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.errors import NotFound
+from app.errors import ErrorCode, NotFound
 from app.images import queries
 from app.images.references import pull_reference
 from app.images.schemas import ImageOut, Layer, ReplicaPresence
@@ -60,7 +60,7 @@ def record(
 def get_by_digest(session: Session, digest: str) -> ImageOut:
     found = queries.by_digest(session, digest) if DIGEST.match(digest) else None
     if found is None:
-        raise NotFound(f"No image has the digest {digest}.", code="image_not_found")
+        raise NotFound(f"No image has the digest {digest}.", code=ErrorCode.IMAGE_NOT_FOUND)
     return _out(session, found)
 
 
@@ -69,7 +69,7 @@ def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
     if found is None:
         raise NotFound(
             f"{owner}/{name} has no image for {sha} (not built yet, or its build failed).",
-            code="image_not_found",
+            code=ErrorCode.IMAGE_NOT_FOUND,
         )
     return _out(session, found)
 

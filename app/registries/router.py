@@ -8,7 +8,9 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from app.api.deps import DbSession, ReadAccess, WriteToken
-from app.errors import BadRequest
+from app.api.params import MAX_ROW_ID
+from app.api.responses import errors
+from app.errors import BadRequest, ErrorCode
 from app.models import Registry
 from app.registries import queries, service
 from app.registries.proxy import proxy_config
@@ -39,7 +41,10 @@ def list_registries(session: DbSession, _access: ReadAccess) -> RegistryList:
 @router.get(
     "/proxy-config",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        **errors(ErrorCode.PROXY_CONFIG_INVALID, ErrorCode.NGINX_UNAVAILABLE),
+    },
 )
 def get_proxy_config(session: DbSession, _access: ReadAccess) -> PlainTextResponse:
     """The nginx config of the caching pull proxy for the current replicas, checked by
@@ -48,19 +53,27 @@ def get_proxy_config(session: DbSession, _access: ReadAccess) -> PlainTextRespon
     return PlainTextResponse(proxy_config(session))
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=errors(
+        ErrorCode.INVALID_REGISTRY_NAME, ErrorCode.INVALID_REGISTRY_URL, ErrorCode.REGISTRY_EXISTS
+    ),
+)
 def create_registry(body: RegistryCreate, session: DbSession, _token: WriteToken) -> RegistryOut:
     registry = service.create_registry(session, body.name, body.url, required=body.required)
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=errors(ErrorCode.REGISTRY_NOT_FOUND))
 def get_registry(name: str, session: DbSession, _access: ReadAccess) -> RegistryOut:
     registry = service.get_registry(session, name)
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
-@router.patch("/{name}")
+@router.patch(
+    "/{name}", responses=errors(ErrorCode.REGISTRY_NOT_FOUND, ErrorCode.INVALID_REGISTRY_URL)
+)
 def update_registry(
     name: str, body: RegistryUpdate, session: DbSession, _token: WriteToken
 ) -> RegistryOut:
@@ -68,13 +81,15 @@ def update_registry(
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, responses=errors(ErrorCode.REGISTRY_NOT_FOUND))
 def delete_registry(name: str, session: DbSession, _token: WriteToken) -> Response:
     service.delete_registry(session, name)
     return Response(status_code=204)
 
 
-@router.get("/{name}/missing")
+@router.get(
+    "/{name}/missing", responses=errors(ErrorCode.REGISTRY_NOT_FOUND, ErrorCode.INVALID_CURSOR)
+)
 def missing_images(
     name: str,
     session: DbSession,
@@ -105,6 +120,6 @@ def missing_images(
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
-        raise BadRequest("The cursor is not one this API returned.", code="invalid_cursor")
+    if not (cursor.isdigit() and int(cursor) <= MAX_ROW_ID):
+        raise BadRequest("The cursor is not one this API returned.", code=ErrorCode.INVALID_CURSOR)
     return int(cursor)

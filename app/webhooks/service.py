@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.builds.queueing import PushValues, branch_is_built, queue_push, record_push
 from app.config import Settings, get_settings
-from app.errors import BadRequest, Unauthorized
+from app.errors import BadRequest, ErrorCode, Unauthorized
 from app.models import DeliveryOutcome, PushDecision, Repository
 from app.repos.queries import find_by_full_name
 from app.webhooks import queries
@@ -57,8 +57,10 @@ class PushPlan:
 def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
     settings = get_settings()
     signer = authenticate(session, incoming, settings)
-    event = _required_header(incoming.event, "X-GitHub-Event", "missing_event_header").lower()
-    guid = _required_header(incoming.guid, "X-GitHub-Delivery", "missing_delivery_header")
+    event = _required_header(
+        incoming.event, "X-GitHub-Event", ErrorCode.MISSING_EVENT_HEADER
+    ).lower()
+    guid = _required_header(incoming.guid, "X-GitHub-Delivery", ErrorCode.MISSING_DELIVERY_HEADER)
     payload = payload_json(incoming)
     if event == "push":
         result = _receive_push(session, settings, guid, payload, signer)
@@ -82,7 +84,7 @@ def authenticate(
     if not incoming.signature:
         raise Unauthorized(
             "The delivery has no X-Hub-Signature-256 header; give the webhook a secret.",
-            code="signature_missing",
+            code=ErrorCode.SIGNATURE_MISSING,
         )
     global_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
     if global_secret and signature_matches(incoming.body, incoming.signature, global_secret):
@@ -96,7 +98,7 @@ def authenticate(
     ):
         return repository
     raise Unauthorized(
-        "The X-Hub-Signature-256 header does not match the body.", code="signature_invalid"
+        "The X-Hub-Signature-256 header does not match the body.", code=ErrorCode.SIGNATURE_INVALID
     )
 
 
@@ -115,14 +117,14 @@ def _full_name_of(document: Any) -> str | None:
     return full_name if isinstance(full_name, str) and full_name else None
 
 
-def _required_header(value: str | None, name: str, code: str) -> str:
+def _required_header(value: str | None, name: str, code: ErrorCode) -> str:
     value = (value or "").strip()
     if not value:
         raise BadRequest(f"The {name} header is missing.", code=code)
     if len(value) > MAX_HEADER_LENGTH:
         raise BadRequest(
             f"The {name} header is longer than {MAX_HEADER_LENGTH} characters.",
-            code="invalid_header",
+            code=ErrorCode.INVALID_HEADER,
         )
     return value
 
@@ -134,10 +136,12 @@ def payload_json(incoming: IncomingDelivery) -> bytes:
     try:
         fields = parse_qs(incoming.body, max_num_fields=20, strict_parsing=False)
     except ValueError as exc:
-        raise BadRequest("The form body cannot be parsed.", code="malformed_form") from exc
+        raise BadRequest("The form body cannot be parsed.", code=ErrorCode.MALFORMED_FORM) from exc
     values = fields.get(b"payload")
     if not values:
-        raise BadRequest("The form body has no 'payload' field.", code="missing_payload_field")
+        raise BadRequest(
+            "The form body has no 'payload' field.", code=ErrorCode.MISSING_PAYLOAD_FIELD
+        )
     return values[0]
 
 
@@ -145,9 +149,9 @@ def _parse_object(payload: bytes) -> dict[str, Any]:
     try:
         document = json.loads(payload)
     except ValueError as exc:
-        raise BadRequest("The payload is not valid JSON.", code="malformed_json") from exc
+        raise BadRequest("The payload is not valid JSON.", code=ErrorCode.MALFORMED_JSON) from exc
     if not isinstance(document, dict):
-        raise BadRequest("The payload is not a JSON object.", code="malformed_json")
+        raise BadRequest("The payload is not a JSON object.", code=ErrorCode.MALFORMED_JSON)
     return document
 
 
@@ -157,10 +161,12 @@ def _parse_push(payload: bytes) -> PushEvent:
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
         if any(error["type"] == "json_invalid" for error in errors):
-            raise BadRequest("The payload is not valid JSON.", code="malformed_json") from exc
+            raise BadRequest(
+                "The payload is not valid JSON.", code=ErrorCode.MALFORMED_JSON
+            ) from exc
         raise BadRequest(
             "The push payload lacks fields a push must have.",
-            code="invalid_push_payload",
+            code=ErrorCode.INVALID_PUSH_PAYLOAD,
             errors=[
                 {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
                 for error in errors
