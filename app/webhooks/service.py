@@ -23,6 +23,7 @@ from app.errors import BadRequest, ErrorCode, Unauthorized
 from app.models import DeliveryOutcome, PushDecision, Repository
 from app.repos.queries import find_by_full_name
 from app.webhooks import queries
+from app.webhooks.payloads import check_depth, named_repositories
 from app.webhooks.schemas import DeliveryResult, PushEvent
 from app.webhooks.signature import signature_matches
 
@@ -32,6 +33,8 @@ JSON_MEDIA_TYPE = "application/json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 SUPPORTED_MEDIA_TYPES = frozenset({JSON_MEDIA_TYPE, FORM_MEDIA_TYPE})
 MAX_HEADER_LENGTH = 100  # the width of webhook_deliveries.guid and .event
+# What a 401 asks for: an HMAC-SHA256 of the body with the webhook's secret, in that header.
+SIGNATURE_CHALLENGE = 'X-Hub-Signature-256 realm="cartridge-webhooks", algorithm="hmac-sha256"'
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
     ).lower()
     guid = _required_header(incoming.guid, "X-GitHub-Delivery", ErrorCode.MISSING_DELIVERY_HEADER)
     payload = payload_json(incoming)
+    check_depth(payload)
     if event == "push":
         result = _receive_push(session, settings, guid, payload, signer)
     else:
@@ -79,36 +83,51 @@ def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
 def authenticate(
     session: Session, incoming: IncomingDelivery, settings: Settings
 ) -> Repository | None:
-    """Checks the signature against the global secret, then against the secret of the repository
-    the payload names. Returns that repository when its own secret signed the delivery."""
+    """Checks the signature against the global secret, then against the secrets of the
+    repositories the payload names, before anything parses the payload. Returns the repository
+    whose own secret signed the delivery (the receiver then checks that the payload is about
+    that repository)."""
     if not incoming.signature:
         raise Unauthorized(
             "The delivery has no X-Hub-Signature-256 header; give the webhook a secret.",
             code=ErrorCode.SIGNATURE_MISSING,
+            challenge=SIGNATURE_CHALLENGE,
         )
     global_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
     if global_secret and signature_matches(incoming.body, incoming.signature, global_secret):
         return None
-    full_name = _full_name_before_authentication(incoming)
-    repository = find_by_full_name(session, full_name) if full_name else None
-    if (
-        repository is not None
-        and repository.webhook_secret
-        and signature_matches(incoming.body, incoming.signature, repository.webhook_secret)
-    ):
-        return repository
-    raise Unauthorized(
-        "The X-Hub-Signature-256 header does not match the body.", code=ErrorCode.SIGNATURE_INVALID
+    for full_name in _named_before_authentication(incoming):
+        repository = find_by_full_name(session, full_name)
+        if (
+            repository is not None
+            and repository.webhook_secret
+            and signature_matches(incoming.body, incoming.signature, repository.webhook_secret)
+        ):
+            return repository
+    raise _signature_invalid()
+
+
+def _signature_invalid() -> Unauthorized:
+    return Unauthorized(
+        "The X-Hub-Signature-256 header does not match the body.",
+        code=ErrorCode.SIGNATURE_INVALID,
+        challenge=SIGNATURE_CHALLENGE,
     )
 
 
-def _full_name_before_authentication(incoming: IncomingDelivery) -> str | None:
+def _named_before_authentication(incoming: IncomingDelivery) -> list[str]:
     # Unauthenticated input: any problem means "no repository", never a detailed error.
     try:
-        document = json.loads(payload_json(incoming))
-    except (BadRequest, ValueError):
-        return None
-    return _full_name_of(document)
+        return named_repositories(payload_json(incoming))
+    except BadRequest:
+        return []
+
+
+def _check_signer(signer: Repository | None, full_name: str | None) -> None:
+    """A repository's own secret signs for that repository only, not for another one the
+    payload happens to mention."""
+    if signer is not None and (full_name or "").lower() != signer.full_name.lower():
+        raise _signature_invalid()
 
 
 def _full_name_of(document: Any) -> str | None:
@@ -178,6 +197,7 @@ def _receive_other(
     session: Session, event: str, guid: str, payload: bytes, signer: Repository | None
 ) -> DeliveryResult:
     full_name = _full_name_of(_parse_object(payload))
+    _check_signer(signer, full_name)
     if event == "ping":
         outcome, detail = DeliveryOutcome.PING, "pong"
     else:
@@ -203,6 +223,7 @@ def _receive_push(
 ) -> DeliveryResult:
     event = _parse_push(payload)
     full_name = event.repository.full_name
+    _check_signer(signer, full_name)
     repository = signer or find_by_full_name(session, full_name)
     if repository is None and _auto_registers(full_name, settings):
         repository = queries.register_repository(session, event.repository)
