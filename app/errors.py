@@ -96,6 +96,12 @@ class ErrorCode(StrEnum):
     # Registries and the pull proxy
     REGISTRY_NOT_FOUND = "registry_not_found", 404, "No registry replica has that name."
     REGISTRY_EXISTS = "registry_exists", 409, "A registry replica of that name exists."
+    REGISTRY_SCHEME_MISMATCH = (
+        "registry_scheme_mismatch",
+        409,
+        "The replica would be reached over http while the others are over https, or the reverse; "
+        "the pull proxy reaches every replica with one scheme.",
+    )
     INVALID_REGISTRY_NAME = "invalid_registry_name", 400, "The replica name is not allowed."
     INVALID_REGISTRY_URL = (
         "invalid_registry_url",
@@ -140,6 +146,7 @@ class ErrorCode(StrEnum):
     )
     MALFORMED_JSON = "malformed_json", 400, "The payload is not a JSON object."
     JSON_TOO_DEEP = "json_too_deep", 400, "The payload nests objects or arrays too deeply."
+    NUL_CHARACTER = "nul_character", 400, "The payload has a NUL character (\\u0000) in a string."
     INVALID_PUSH_PAYLOAD = (
         "invalid_push_payload",
         400,

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,6 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database_down)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _unstorable)  # type: ignore[arg-type]
     # Starlette answers this one from its outermost middleware and re-raises the exception, so
     # the server logs it (and tests see it) as well.
     app.add_exception_handler(Exception, _unexpected)
@@ -83,6 +84,18 @@ async def _database_down(_request: Request, exc: OperationalError) -> JSONRespon
     log.error("database unavailable: %s", exc.orig)
     return error_response(
         ErrorCode.DATABASE_UNAVAILABLE, "The database is unreachable; try again shortly."
+    )
+
+
+async def _unstorable(_request: Request, exc: DataError) -> JSONResponse:
+    # The database refused a value the request carried (a NUL character, a number out of range)
+    # that validation let through: still the request's fault, and nothing was written.
+    log.warning("a request value the database refuses: %s", str(exc.orig).splitlines()[0])
+    return error_response(
+        ErrorCode.VALIDATION_ERROR,
+        "A value in the request cannot be stored or looked up (a NUL character, a number out "
+        "of range).",
+        errors=[],
     )
 
 

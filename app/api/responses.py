@@ -77,7 +77,8 @@ def _response(codes: Iterable[ErrorCode]) -> dict[str, Any]:
 def document_errors(app: FastAPI) -> None:
     """Makes the app's OpenAPI document list every error answer of every operation: those its
     route declares, those of its dependencies, `validation_error` where it takes parameters or
-    a body; and carry the envelope schema."""
+    a body, `bad_request` where it reads a body, `not_found` where it has path parameters; and
+    carry the envelope schema."""
     app.openapi = _openapi_of(app)  # type: ignore[method-assign]
 
 
@@ -115,6 +116,10 @@ def _complete(operation: dict[str, Any], route: RouteContext) -> None:
         codes |= set(declared_errors(call))
     if get_flat_params(route.dependant) or route.body_field is not None:
         codes.add(ErrorCode.VALIDATION_ERROR)
+    if route.body_field is not None:  # a body that is not even text (not UTF-8)
+        codes.add(ErrorCode.BAD_REQUEST)
+    if route.dependant.path_params:  # a value (a newline, say) that makes the URL match no route
+        codes.add(ErrorCode.NOT_FOUND)
     responses.update({str(status): body for status, body in errors(*codes).items()})
     operation["responses"] = dict(sorted(responses.items()))
 

@@ -57,7 +57,10 @@ def get_proxy_config(session: DbSession, _access: ReadAccess) -> PlainTextRespon
     "",
     status_code=201,
     responses=errors(
-        ErrorCode.INVALID_REGISTRY_NAME, ErrorCode.INVALID_REGISTRY_URL, ErrorCode.REGISTRY_EXISTS
+        ErrorCode.INVALID_REGISTRY_NAME,
+        ErrorCode.INVALID_REGISTRY_URL,
+        ErrorCode.REGISTRY_EXISTS,
+        ErrorCode.REGISTRY_SCHEME_MISMATCH,
     ),
 )
 def create_registry(body: RegistryCreate, session: DbSession, _token: WriteToken) -> RegistryOut:
@@ -72,7 +75,12 @@ def get_registry(name: str, session: DbSession, _access: ReadAccess) -> Registry
 
 
 @router.patch(
-    "/{name}", responses=errors(ErrorCode.REGISTRY_NOT_FOUND, ErrorCode.INVALID_REGISTRY_URL)
+    "/{name}",
+    responses=errors(
+        ErrorCode.REGISTRY_NOT_FOUND,
+        ErrorCode.INVALID_REGISTRY_URL,
+        ErrorCode.REGISTRY_SCHEME_MISMATCH,
+    ),
 )
 def update_registry(
     name: str, body: RegistryUpdate, session: DbSession, _token: WriteToken

@@ -14,6 +14,7 @@ from app.models import Registry
 from app.models.base import utcnow
 from app.registries import queries
 from app.registries.copier import probe
+from app.registries.distribution import base_url
 
 DEFAULT_REGISTRY_NAME = "default"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -86,7 +87,9 @@ def create_registry(session: Session, name: str, url: str, *, required: bool = T
         raise Conflict(
             f"A registry replica called {name!r} exists.", code=ErrorCode.REGISTRY_EXISTS
         )
-    registry = Registry(name=name, url=normalize_address(url), required=required, healthy=True)
+    address = normalize_address(url)
+    _check_scheme(session, address, registry_id=None)
+    registry = Registry(name=name, url=address, required=required, healthy=True)
     session.add(registry)
     session.flush()
     return registry
@@ -97,11 +100,32 @@ def update_registry(
 ) -> Registry:
     registry = get_registry(session, name)
     if url is not None:
-        registry.url = normalize_address(url)
+        address = normalize_address(url)
+        _check_scheme(session, address, registry_id=registry.id)
+        registry.url = address
     if required is not None:
         registry.required = required
     session.flush()
     return registry
+
+
+def _check_scheme(session: Session, address: str, *, registry_id: int | None) -> None:
+    """The pull proxy reaches every replica with one scheme: a replica reached over http among
+    replicas reached over https (or the reverse) would make its config impossible."""
+    scheme = base_url(address).split("://", 1)[0]
+    others = {
+        base_url(other).split("://", 1)[0]
+        for other in (r.url for r in queries.list_registries(session) if r.id != registry_id)
+        if parse_address(other) is not None
+    }
+    if others and scheme not in others:
+        raise Conflict(
+            f"This replica would be reached over {scheme} and the others over "
+            f"{others.pop()}; the pull proxy reaches every replica with one scheme (write "
+            "http:// or https:// in front of the address to choose).",
+            code=ErrorCode.REGISTRY_SCHEME_MISMATCH,
+            url=address,
+        )
 
 
 def delete_registry(session: Session, name: str) -> None:

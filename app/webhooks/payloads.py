@@ -23,6 +23,9 @@ _STRINGS = re.compile(_STRING)
 _FULL_NAME = re.compile(rb'"full_name"\s*:\s*(' + _STRING + rb")")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENERS = frozenset(b"[{")
+# `\u0000` preceded by an even number of backslashes: a NUL character, which PostgreSQL cannot
+# store in text and no GitHub payload carries.
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def named_repositories(payload: bytes) -> list[str]:
@@ -39,6 +42,14 @@ def named_repositories(payload: bytes) -> list[str]:
             if len(names) == MAX_NAMED_REPOSITORIES:
                 break
     return names
+
+
+def check_text(payload: bytes) -> None:
+    """Refuses a document with a NUL character in a string."""
+    if _NUL.search(payload):
+        raise BadRequest(
+            "The payload contains a NUL character (\\u0000).", code=ErrorCode.NUL_CHARACTER
+        )
 
 
 def check_depth(payload: bytes) -> None:

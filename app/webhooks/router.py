@@ -70,6 +70,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
         ErrorCode.MISSING_PAYLOAD_FIELD,
         ErrorCode.MALFORMED_JSON,
         ErrorCode.JSON_TOO_DEEP,
+        ErrorCode.NUL_CHARACTER,
         ErrorCode.INVALID_PUSH_PAYLOAD,
         ErrorCode.PAYLOAD_TOO_LARGE,
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,

@@ -23,7 +23,7 @@ from app.errors import BadRequest, ErrorCode, Unauthorized
 from app.models import DeliveryOutcome, PushDecision, Repository
 from app.repos.queries import find_by_full_name
 from app.webhooks import queries
-from app.webhooks.payloads import check_depth, named_repositories
+from app.webhooks.payloads import check_depth, check_text, named_repositories
 from app.webhooks.schemas import DeliveryResult, PushEvent
 from app.webhooks.signature import signature_matches
 
@@ -66,6 +66,7 @@ def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
     guid = _required_header(incoming.guid, "X-GitHub-Delivery", ErrorCode.MISSING_DELIVERY_HEADER)
     payload = payload_json(incoming)
     check_depth(payload)
+    check_text(payload)
     if event == "push":
         result = _receive_push(session, settings, guid, payload, signer)
     else:

@@ -285,3 +285,19 @@ def test_the_proxy_config_leaves_out_a_stored_address_that_does_not_parse(
     session.query(Registry).filter_by(name="good").delete()
     session.commit()
     assert _error(client.get("/api/v1/registries/proxy-config")) == (500, "proxy_config_invalid")
+
+
+def test_a_replica_whose_scheme_differs_from_the_others_is_refused(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    def add(name: str, url: str):  # type: ignore[no-untyped-def]
+        return client.post("/api/v1/registries", json={"name": name, "url": url}, headers=auth)
+
+    assert add("r1", "127.0.0.1:5001").status_code == 201  # loopback: http
+    assert _error(add("r2", "10.0.0.5:5000")) == (409, "registry_scheme_mismatch")  # https
+    assert add("r2", "http://10.0.0.5:5000").status_code == 201
+    moved = client.patch("/api/v1/registries/r1", json={"url": "https://r1.internal"}, headers=auth)
+    assert _error(moved) == (409, "registry_scheme_mismatch")
+    names = [r["name"] for r in client.get("/api/v1/registries").json()["items"]]
+    assert names == ["r1", "r2"]
+    assert client.get("/api/v1/registries/proxy-config").status_code == 200
