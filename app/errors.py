@@ -92,6 +92,7 @@ class ErrorCode(StrEnum):
 
     # Images
     IMAGE_NOT_FOUND = "image_not_found", 404, "No image has that digest, or that commit."
+    IMAGE_DELETED = "image_deleted", 404, "Retention deleted the image (or is deleting it)."
 
     # Registries and the pull proxy
     REGISTRY_NOT_FOUND = "registry_not_found", 404, "No registry replica has that name."
@@ -108,12 +109,47 @@ class ErrorCode(StrEnum):
         400,
         "The replica address is not host[:port], optionally with http:// or https://.",
     )
+    REGISTRY_DECLARED = (
+        "registry_declared",
+        409,
+        "The replica is declared in the settings (CARTRIDGE_REGISTRIES or its file); change or "
+        "remove it there.",
+    )
     PROXY_CONFIG_INVALID = (
         "proxy_config_invalid",
         500,
         "nginx refuses the generated proxy config; details carry its message.",
     )
     NGINX_UNAVAILABLE = "nginx_unavailable", 503, "nginx could not be run to check the config."
+
+    # Operator commands (the CLI and start-up checks, not answered over HTTP)
+    INVALID_DECLARED_REGISTRIES = (
+        "invalid_declared_registries",
+        400,
+        "CARTRIDGE_REGISTRIES or CARTRIDGE_REGISTRIES_FILE is not a list of distinct replicas.",
+    )
+    REGISTRY_GC_LAST_REPLICA = (
+        "registry_gc_last_replica",
+        409,
+        "The replica is the only one in service; collecting it would stop every pull.",
+    )
+    REGISTRY_GC_PUSH_REPLICA = (
+        "registry_gc_push_replica",
+        409,
+        "The replica is the one builds push to; point the build hosts elsewhere first.",
+    )
+    REGISTRY_GC_FAILED = "registry_gc_failed", 503, "The registry's garbage collection failed."
+    REGISTRY_GC_COMMAND_FAILED = (
+        "registry_gc_command_failed",
+        503,
+        "The command that stops or starts the replica failed.",
+    )
+    REGISTRY_DOWN = "registry_down", 503, "The replica did not answer after the collection."
+    PROXY_CONFIG_NOT_LOADED = (
+        "proxy_config_not_loaded",
+        503,
+        "nginx did not load the pull proxy's config; the error says why.",
+    )
 
     # Webhooks
     SIGNATURE_MISSING = (

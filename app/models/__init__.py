@@ -5,8 +5,10 @@ from app.models.base import Base
 from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
 from app.models.build_log_chunk import BuildLogChunk
 from app.models.image import Image
+from app.models.image_deletion import DeletionState, ImageDeletion
 from app.models.image_replica import ImageReplica, ReplicaState
 from app.models.outbox_message import OutboxMessage
+from app.models.proxy_host import ProxyHost
 from app.models.push import Push, PushDecision
 from app.models.registry import Registry
 from app.models.repository import Repository
@@ -22,10 +24,13 @@ __all__ = [
     "BuildLogChunk",
     "BuildStatus",
     "CommitState",
+    "DeletionState",
     "DeliveryOutcome",
     "Image",
+    "ImageDeletion",
     "ImageReplica",
     "OutboxMessage",
+    "ProxyHost",
     "Push",
     "PushDecision",
     "Registry",
