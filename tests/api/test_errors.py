@@ -301,3 +301,16 @@ def test_a_replica_whose_scheme_differs_from_the_others_is_refused(
     names = [r["name"] for r in client.get("/api/v1/registries").json()["items"]]
     assert names == ["r1", "r2"]
     assert client.get("/api/v1/registries/proxy-config").status_code == 200
+
+
+def test_a_value_the_database_refuses_is_a_422_and_stores_nothing(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    body = {"full_name": "octo/app", "base_image": "busybox\u0000"}
+    assert _error(client.post("/api/v1/repos", json=body, headers=auth)) == (
+        422,
+        "validation_error",
+    )
+    assert _error(client.get("/api/v1/builds", params={"branch": "ma\u0000in"}))[0] == 422
+    assert _error(client.get("/api/v1/repos/octo/ap%00p"))[0] == 422
+    assert client.get("/api/v1/repos").json()["items"] == []

@@ -164,3 +164,15 @@ def test_repository_names_are_read_from_the_raw_bytes() -> None:
     assert named_repositories(b'{"full_name": "a/' + b"x" * 10 + b"") == []
     many = b",".join(b'{"full_name": "o/r%d"}' % i for i in range(50))
     assert len(named_repositories(b"[" + many + b"]")) == 8
+
+
+def test_a_nul_character_in_a_signed_payload_is_400_and_records_nothing(
+    deliver: Deliver, counts: Callable[[], dict[str, int]]
+) -> None:
+    payload = push_payload("octo/app", pusher="octo\u0000cat")
+    response = deliver("push", payload)
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "nul_character")
+    # An escaped backslash followed by the text "u0000" is no NUL.
+    payload = push_payload("octo/app", pusher="octo\\u0000cat")
+    assert deliver("push", payload).status_code == 200
+    assert counts()["webhook_deliveries"] == 1
