@@ -215,11 +215,13 @@ def main() -> None:
         proxy_thread = threading.Thread(target=supervisor.run, args=(stop,))
         proxy_thread.start()
         pulls: list[int] = []
+        pulling = threading.Event()
+        pulling.set()
 
         def pull_loop() -> None:
             url = f"http://{proxy}/v2/bench/retained/manifests/{kept_tag}"
             with httpx.Client(timeout=10) as http:
-                while not stop.is_set():
+                while pulling.is_set():
                     try:
                         status = http.get(url, headers={"Accept": DOCKER_MANIFEST}).status_code
                     except httpx.HTTPError:
@@ -266,8 +268,9 @@ def main() -> None:
                     )
                 )
         finally:
-            stop.set()
+            pulling.clear()  # the pulls stop before the proxy does
             loop.join(30)
+            stop.set()
             proxy_thread.join(30)
             for replica in replicas:
                 replica.stop()
