@@ -22,17 +22,17 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Text, TypeDecorator
 
 from app.config import ConfigurationError, Settings, get_settings
-from app.errors import CartridgeError
+from app.errors import ErrorCode, ServerError
 
 KEY_FILE_NAME = "secret.key"
 
 
-class UndecryptableSecret(CartridgeError):
+class UndecryptableSecret(ServerError):
     """A stored secret that none of the configured keys opens: the installation's keys are
     wrong, an operator's problem (500), never the client's."""
 
-    status_code = 500
-    code = "secret_undecryptable"
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, code=ErrorCode.SECRET_UNDECRYPTABLE, **details)
 
 
 class SecretBox:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.api.errors import install_error_handlers
+from app.api.responses import document_errors
 from app.auth.router import router as tokens_router
 from app.builds.router import router as builds_router
 from app.config import Settings, get_settings
 from app.db import session_scope
-from app.errors import CartridgeError, ServiceUnavailable
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
@@ -45,8 +44,9 @@ def create_app() -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
     _register_declared_registries(settings)
+    install_error_handlers(app)
     install_metrics(app)
-    _install_error_handlers(app)
+    document_errors(app)
     return app
 
 
@@ -58,35 +58,3 @@ def _register_declared_registries(settings: Settings) -> None:
             sync_declared(session, settings)
     except SQLAlchemyError as exc:
         log.warning("declared registries not registered yet: %s", exc)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(CartridgeError)
-    async def domain_error(_request: Request, exc: CartridgeError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        body = {
-            "error": {
-                "code": "validation_error",
-                "message": "The request is not valid.",
-                "details": {"errors": _plain_errors(exc)},
-            }
-        }
-        return JSONResponse(body, status_code=422)
-
-    @app.exception_handler(OperationalError)
-    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database unavailable: %s", exc.orig)
-        error = ServiceUnavailable(
-            "The database is unreachable; try again shortly.", code="database_unavailable"
-        )
-        return JSONResponse(error.to_dict(), status_code=error.status_code)
-
-
-def _plain_errors(exc: RequestValidationError) -> list[dict[str, object]]:
-    return [
-        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
-        for err in exc.errors()
-    ]

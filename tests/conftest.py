@@ -27,6 +27,7 @@ from app.config import get_settings
 from app.db import get_engine, get_session_factory, reset_caches
 from app.models import Base
 from app.outbox.relay import reset_relay
+from tests.support.documented_statuses import pytest_runtest_call  # noqa: F401 (a hook)
 from tests.support.paths import PAYLOADS_DIR, SCHEMAS_DIR, SHARED_DIR
 
 pytest_plugins = ["tests.support.factories"]

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 from app.auth.service import authenticate, require_scope
 from app.config import Settings, get_settings
 from app.db import get_session_factory
-from app.errors import Unauthorized
+from app.errors import ErrorCode, Unauthorized, raises
 from app.models import ApiToken, TokenScope
 
 
+@raises(ErrorCode.DATABASE_UNAVAILABLE)
 def _session() -> Iterator[Session]:
     # scope="function" below: the commit happens before the response is sent, so a 2xx always
     # means the rows are durable.
@@ -41,10 +42,17 @@ def _bearer(request: Request) -> str | None:
     return value.strip()
 
 
+TOKEN_ERRORS = (ErrorCode.UNAUTHORIZED, ErrorCode.INVALID_TOKEN, ErrorCode.TOKEN_EXPIRED)
+
+
+@raises(*TOKEN_ERRORS)
 def require_token(request: Request, session: DbSession) -> ApiToken:
     raw = _bearer(request)
     if raw is None:
-        raise Unauthorized("This endpoint needs an 'Authorization: Bearer <token>' header.")
+        raise Unauthorized(
+            "This endpoint needs an 'Authorization: Bearer <token>' header.",
+            code=ErrorCode.UNAUTHORIZED,
+        )
     return authenticate(session, raw)
 
 
@@ -54,11 +62,14 @@ class RequireScope:
 
     def __init__(self, scope: TokenScope) -> None:
         self.scope = scope
+        # Read by app.api.responses, as `@raises` marks a function.
+        self.error_codes = (*TOKEN_ERRORS, ErrorCode.INSUFFICIENT_SCOPE)
 
     def __call__(self, request: Request, session: DbSession) -> ApiToken:
         return require_scope(require_token(request, session), self.scope)
 
 
+@raises(*TOKEN_ERRORS)
 def read_access(request: Request, session: DbSession, settings: AppSettings) -> ApiToken | None:
     if not settings.read_requires_token:
         return None

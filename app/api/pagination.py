@@ -15,8 +15,9 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
+from app.api.params import MAX_ROW_ID
 from app.config import Settings
-from app.errors import BadRequest
+from app.errors import BadRequest, ErrorCode
 
 Item = TypeVar("Item")
 
@@ -43,9 +44,11 @@ def decode_cursor(cursor: str, key_type: type[int] | type[str]) -> int | str:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise BadRequest("The cursor is not one this API returned.", code="invalid_cursor") from exc
-    if type(value) is not key_type:
-        raise BadRequest("The cursor is not one this API returned.", code="invalid_cursor")
+        raise BadRequest(
+            "The cursor is not one this API returned.", code=ErrorCode.INVALID_CURSOR
+        ) from exc
+    if type(value) is not key_type or (type(value) is int and not 0 <= value <= MAX_ROW_ID):
+        raise BadRequest("The cursor is not one this API returned.", code=ErrorCode.INVALID_CURSOR)
     return value
 
 
@@ -56,7 +59,7 @@ def page_size(limit: int | None, settings: Settings) -> int:
     if limit < 1 or limit > settings.max_page_size:
         raise BadRequest(
             f"limit must be between 1 and {settings.max_page_size}.",
-            code="invalid_limit",
+            code=ErrorCode.INVALID_LIMIT,
             limit=limit,
             max_page_size=settings.max_page_size,
         )

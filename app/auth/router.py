@@ -9,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import AdminToken, DbSession
+from app.api.responses import errors
 from app.auth import service
 from app.auth.schemas import TokenCreate, TokenCreated, TokenList, TokenOut
+from app.errors import ErrorCode
 from app.models.base import utcnow
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -34,12 +36,12 @@ def create_token(body: TokenCreate, session: DbSession, _token: AdminToken) -> T
     return TokenCreated(**TokenOut.of(token).model_dump(), token=raw)
 
 
-@router.get("/{token_id}")
+@router.get("/{token_id}", responses=errors(ErrorCode.TOKEN_NOT_FOUND))
 def get_token(token_id: int, session: DbSession, _token: AdminToken) -> TokenOut:
     return TokenOut.of(service.get_token(session, token_id))
 
 
-@router.delete("/{token_id}")
+@router.delete("/{token_id}", responses=errors(ErrorCode.TOKEN_NOT_FOUND))
 def revoke_token(token_id: int, session: DbSession, _token: AdminToken) -> TokenOut:
     """Revokes the token: the next request that presents it gets 401. Revoking a revoked
     token changes nothing."""

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Forbidden, NotFound, Unauthorized
+from app.errors import ErrorCode, Forbidden, NotFound, Unauthorized
 from app.models import ApiToken, TokenScope
 from app.models.base import utcnow
 
@@ -49,10 +49,10 @@ def create_token(
 def authenticate(session: Session, raw: str) -> ApiToken:
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw)))
     if token is None or token.revoked_at is not None:
-        raise Unauthorized("The bearer token is unknown or revoked.", code="invalid_token")
+        raise Unauthorized("The bearer token is unknown or revoked.", code=ErrorCode.INVALID_TOKEN)
     now = utcnow()
     if token.expired(now):
-        raise Unauthorized("The bearer token has expired.", code="token_expired")
+        raise Unauthorized("The bearer token has expired.", code=ErrorCode.TOKEN_EXPIRED)
     # Recording every use would turn each read into a write; a minute's precision is enough.
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
         token.last_used_at = now
@@ -70,7 +70,7 @@ def require_scope(token: ApiToken, scope: TokenScope) -> ApiToken:
         raise Forbidden(
             f"This needs a token with the {scope.value} scope; token {token.id} "
             f"({token.name}) has {TokenScope(token.scope).value}.",
-            code="insufficient_scope",
+            code=ErrorCode.INSUFFICIENT_SCOPE,
             required_scope=scope.value,
             token_scope=TokenScope(token.scope).value,
         )
@@ -87,7 +87,9 @@ def list_tokens(session: Session, *, include_revoked: bool = False) -> list[ApiT
 def get_token(session: Session, token_id: int) -> ApiToken:
     token = session.get(ApiToken, token_id)
     if token is None:
-        raise NotFound(f"There is no token {token_id}.", code="token_not_found", token_id=token_id)
+        raise NotFound(
+            f"There is no token {token_id}.", code=ErrorCode.TOKEN_NOT_FOUND, token_id=token_id
+        )
     return token
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -12,11 +11,13 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
 from app.api.pagination import Page, decode_cursor, page_of, page_size
+from app.api.params import MAX_ATTEMPT, MAX_OFFSET, BuildId, Moment
+from app.api.responses import errors
 from app.builds import logs, service, stream
 from app.builds.queries import BuildFilters
 from app.builds.schemas import BuildDetail, BuildSummary, LatestGreen, LogPage
 from app.db import get_session_factory
-from app.errors import BadRequest
+from app.errors import BadRequest, ErrorCode
 from app.models import BuildStatus
 from app.repos import service as repos
 from app.repos.schemas import FULL_NAME_PATTERN
@@ -27,14 +28,15 @@ SHA_PATTERN = r"^[0-9a-fA-F]{7,40}$"
 MAX_LOG_CHARS = 1_000_000
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    # A time without an offset is taken as UTC, the zone every timestamp here is in.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-@router.get("/builds")
+@router.get(
+    "/builds",
+    responses=errors(
+        ErrorCode.INVALID_LIMIT,
+        ErrorCode.INVALID_CURSOR,
+        ErrorCode.INVALID_FILTER,
+        ErrorCode.REPOSITORY_NOT_FOUND,
+    ),
+)
 def list_builds(
     session: DbSession,
     settings: AppSettings,
@@ -49,16 +51,17 @@ def list_builds(
         str | None, Query(pattern=SHA_PATTERN, description="a full SHA or a prefix of 7+")
     ] = None,
     status: Annotated[list[BuildStatus] | None, Query(description="repeatable")] = None,
-    since: Annotated[datetime | None, Query(description="queued at or after")] = None,
-    until: Annotated[datetime | None, Query(description="queued before")] = None,
+    since: Annotated[Moment | None, Query(description="queued at or after (ISO 8601)")] = None,
+    until: Annotated[Moment | None, Query(description="queued before (ISO 8601)")] = None,
     cursor: str | None = None,
     limit: int | None = None,
 ) -> Page[BuildSummary]:
     """Builds, newest first. `next_cursor` continues the list where this page ended."""
     size = page_size(limit, settings)
-    since, until = _utc(since), _utc(until)
     if since is not None and until is not None and since >= until:
-        raise BadRequest("since must be before until.", code="invalid_filter", parameter="since")
+        raise BadRequest(
+            "since must be before until.", code=ErrorCode.INVALID_FILTER, parameter="since"
+        )
     filters = BuildFilters(
         repository_id=repos.get(session, repository).id if repository else None,
         branch=branch,
@@ -72,20 +75,24 @@ def list_builds(
     return page_of(items, size, lambda build: build.id)
 
 
-@router.get("/builds/{build_id}")
+@router.get("/builds/{build_id}", responses=errors(ErrorCode.BUILD_NOT_FOUND))
 def get_build(
-    build_id: int, session: DbSession, settings: AppSettings, _access: ReadAccess
+    build_id: BuildId, session: DbSession, settings: AppSettings, _access: ReadAccess
 ) -> BuildDetail:
     return service.detail(session, service.get(session, build_id), settings)
 
 
-@router.get("/builds/{build_id}/log")
+@router.get(
+    "/builds/{build_id}/log", responses=errors(ErrorCode.BUILD_NOT_FOUND, ErrorCode.INVALID_ATTEMPT)
+)
 def get_build_log(
-    build_id: int,
+    build_id: BuildId,
     session: DbSession,
     _access: ReadAccess,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    attempt: Annotated[int | None, Query(ge=1, description="default: the latest")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=MAX_ATTEMPT, description="default: the latest")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LOG_CHARS)] = MAX_LOG_CHARS,
 ) -> LogPage:
     """Log text from character `offset`; read again from `next_offset` for more. `complete`
@@ -97,13 +104,18 @@ def get_build_log(
 @router.get(
     "/builds/{build_id}/log.txt",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "The whole stored log"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "The whole stored log"},
+        **errors(ErrorCode.BUILD_NOT_FOUND, ErrorCode.INVALID_ATTEMPT),
+    },
 )
 def get_build_log_text(
-    build_id: int,
+    build_id: BuildId,
     session: DbSession,
     _access: ReadAccess,
-    attempt: Annotated[int | None, Query(ge=1, description="default: the latest")] = None,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=MAX_ATTEMPT, description="default: the latest")
+    ] = None,
 ) -> StreamingResponse:
     """The attempt's whole stored log as plain text, streamed a few chunks at a time (what is
     stored so far, if the build is still running)."""
@@ -118,11 +130,13 @@ def get_build_log_text(
 
 
 def _stream_start(
-    build_id: int,
+    build_id: BuildId,
     session: DbSession,
     _access: ReadAccess,
-    offset: Annotated[int | None, Query(ge=0)] = None,
-    attempt: Annotated[int | None, Query(ge=1, description="default: follow the build")] = None,
+    offset: Annotated[int | None, Query(ge=0, le=MAX_OFFSET)] = None,
+    attempt: Annotated[
+        int | None, Query(ge=1, le=MAX_ATTEMPT, description="default: follow the build")
+    ] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> stream.StreamStart:
     build = service.get(session, build_id)
@@ -137,7 +151,13 @@ def _stream_start(
     )
 
 
-@router.get("/builds/{build_id}/log/stream", response_class=EventSourceResponse)
+@router.get(
+    "/builds/{build_id}/log/stream",
+    response_class=EventSourceResponse,
+    responses=errors(
+        ErrorCode.BUILD_NOT_FOUND, ErrorCode.INVALID_ATTEMPT, ErrorCode.INVALID_LAST_EVENT_ID
+    ),
+)
 async def stream_build_log(
     start: Annotated[stream.StreamStart, Depends(_stream_start)],
 ) -> AsyncIterator[ServerSentEvent]:
@@ -148,23 +168,35 @@ async def stream_build_log(
         yield event
 
 
-@router.post("/builds/{build_id}/retry")
+@router.post(
+    "/builds/{build_id}/retry",
+    responses=errors(ErrorCode.BUILD_NOT_FOUND, ErrorCode.INVALID_TRANSITION),
+)
 def retry_build(
-    build_id: int, session: DbSession, settings: AppSettings, _token: WriteToken
+    build_id: BuildId, session: DbSession, settings: AppSettings, _token: WriteToken
 ) -> BuildDetail:
     build = service.retry(session, service.get(session, build_id), settings)
     return service.detail(session, build, settings)
 
 
-@router.post("/builds/{build_id}/cancel")
+@router.post(
+    "/builds/{build_id}/cancel",
+    responses=errors(ErrorCode.BUILD_NOT_FOUND, ErrorCode.INVALID_TRANSITION),
+)
 def cancel_build(
-    build_id: int, session: DbSession, settings: AppSettings, token: WriteToken
+    build_id: BuildId, session: DbSession, settings: AppSettings, token: WriteToken
 ) -> BuildDetail:
     build = service.cancel(session, service.get(session, build_id), token.name)
     return service.detail(session, build, settings)
 
 
-@router.get("/repos/{owner}/{name}/branches/{branch:path}/latest-green", tags=["repositories"])
+@router.get(
+    "/repos/{owner}/{name}/branches/{branch:path}/latest-green",
+    tags=["repositories"],
+    responses=errors(
+        ErrorCode.REPOSITORY_NOT_FOUND, ErrorCode.NO_GREEN_BUILD, ErrorCode.BRANCH_DELETED
+    ),
+)
 def latest_green(
     owner: str,
     name: str,

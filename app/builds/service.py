@@ -21,7 +21,7 @@ from app.builds.schemas import (
 )
 from app.builds.transitions import transition
 from app.config import Settings
-from app.errors import BadRequest, InvalidTransition, NotFound
+from app.errors import BadRequest, ErrorCode, InvalidTransition, NotFound
 from app.images.references import pull_reference
 from app.models import Build, BuildStatus, Push
 from app.models.base import utcnow
@@ -35,7 +35,9 @@ CANCELLABLE = frozenset({BuildStatus.QUEUED, BuildStatus.RUNNING})
 def get(session: Session, build_id: int) -> Build:
     build = session.get(Build, build_id)
     if build is None:
-        raise NotFound(f"There is no build {build_id}.", code="build_not_found", build_id=build_id)
+        raise NotFound(
+            f"There is no build {build_id}.", code=ErrorCode.BUILD_NOT_FOUND, build_id=build_id
+        )
     return build
 
 
@@ -115,7 +117,7 @@ def check_attempt(build: Build, attempt: int) -> None:
     if not 1 <= attempt <= build.attempt:
         raise BadRequest(
             f"Build {build.id} has attempts 1 to {build.attempt}.",
-            code="invalid_attempt",
+            code=ErrorCode.INVALID_ATTEMPT,
             attempt=attempt,
             attempts=build.attempt,
         )
@@ -160,7 +162,7 @@ def latest_green(session: Session, full_name: str, branch: str, settings: Settin
         raise NotFound(
             f"Branch {branch} of {name} was deleted (push {head.push_id}) "
             "and has no green build since.",
-            code="branch_deleted",
+            code=ErrorCode.BRANCH_DELETED,
             repository=name,
             branch=branch,
             push_id=head.push_id,
@@ -168,7 +170,7 @@ def latest_green(session: Session, full_name: str, branch: str, settings: Settin
     if head is None or head.build_id is None or head.sha is None:
         raise NotFound(
             f"Branch {branch} of {name} has no succeeded build.",
-            code="no_green_build",
+            code=ErrorCode.NO_GREEN_BUILD,
             repository=name,
             branch=branch,
         )

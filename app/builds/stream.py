@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from fastapi.sse import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from app.api.params import MAX_ATTEMPT, MAX_OFFSET
 from app.builds import service
 from app.db import get_session_factory
-from app.errors import BadRequest
+from app.errors import BadRequest, ErrorCode
 from app.models import Build
 
 POLL_SECONDS = 0.5
@@ -39,10 +40,12 @@ def resume_point(last_event_id: str) -> tuple[int, int]:
         parsed = int(attempt), int(offset)
     except ValueError as exc:
         raise BadRequest(
-            "Last-Event-ID is not one this stream sent.", code="invalid_last_event_id"
+            "Last-Event-ID is not one this stream sent.", code=ErrorCode.INVALID_LAST_EVENT_ID
         ) from exc
-    if parsed[0] < 1 or parsed[1] < 0:
-        raise BadRequest("Last-Event-ID is not one this stream sent.", code="invalid_last_event_id")
+    if not (1 <= parsed[0] <= MAX_ATTEMPT and 0 <= parsed[1] <= MAX_OFFSET):
+        raise BadRequest(
+            "Last-Event-ID is not one this stream sent.", code=ErrorCode.INVALID_LAST_EVENT_ID
+        )
     return parsed
 
 

@@ -15,7 +15,7 @@ import click
 import httpx
 from sqlalchemy.exc import OperationalError
 
-from app.errors import CartridgeError
+from app.errors import ApiError
 
 EXIT_REFUSED = 1  # Cartridge refused or failed the request (it says why, with a code)
 EXIT_USAGE = 2  # the command line itself is wrong (click's own status)
@@ -72,7 +72,7 @@ def from_response(response: httpx.Response) -> CommandError:
     )
 
 
-def from_domain(error: CartridgeError) -> CommandError:
+def from_domain(error: ApiError) -> CommandError:
     """A refusal raised in this process (a command that works on the database directly)."""
     return CommandError(error.message, code=str(error.code), details=dict(error.details))
 
@@ -92,7 +92,7 @@ class CommandGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except CartridgeError as error:
+        except ApiError as error:
             raise from_domain(error) from error
         except OperationalError as error:
             raise database_unreachable(error) from error

@@ -7,8 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import AppSettings
+from app.api.responses import errors
 from app.db import get_engine
-from app.errors import ServiceUnavailable
+from app.errors import ErrorCode, ServiceUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -18,7 +19,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=errors(ErrorCode.DATABASE_UNAVAILABLE))
 def readyz(settings: AppSettings) -> dict[str, str | list[str]]:
     """Ready when the database answers; `warnings` lists settings allowed but unsafe (e.g.
     reads without a token in production)."""
@@ -27,6 +28,8 @@ def readyz(settings: AppSettings) -> dict[str, str | list[str]]:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         raise ServiceUnavailable(
-            "The database is unreachable.", code="database_unavailable", reason=type(exc).__name__
+            "The database is unreachable.",
+            code=ErrorCode.DATABASE_UNAVAILABLE,
+            reason=type(exc).__name__,
         ) from exc
     return {"status": "ready", "database": "ok", "warnings": settings.security_warnings()}

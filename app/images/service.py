@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.errors import NotFound
+from app.errors import ErrorCode, NotFound
 from app.images import queries
 from app.images.references import pull_reference
 from app.images.schemas import ImageOut, Layer, ReplicaPresence
@@ -72,7 +72,7 @@ def set_pinned(session: Session, digest: str, pinned: bool) -> ImageOut:
 def _by_digest(session: Session, digest: str) -> queries.ImageOrigin:
     found = queries.by_digest(session, digest) if DIGEST.match(digest) else None
     if found is None:
-        raise NotFound(f"No image has the digest {digest}.", code="image_not_found")
+        raise NotFound(f"No image has the digest {digest}.", code=ErrorCode.IMAGE_NOT_FOUND)
     return found
 
 
@@ -83,7 +83,7 @@ def _offered(found: queries.ImageOrigin) -> queries.ImageOrigin:
         raise NotFound(
             f"Image {image.manifest_digest} was deleted by retention "
             f"(since {image.deleting_at.isoformat(timespec='seconds')}).",
-            code="image_deleted",
+            code=ErrorCode.IMAGE_DELETED,
         )
     return found
 
@@ -93,7 +93,7 @@ def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
     if found is None:
         raise NotFound(
             f"{owner}/{name} has no image for {sha} (not built yet, or its build failed).",
-            code="image_not_found",
+            code=ErrorCode.IMAGE_NOT_FOUND,
         )
     return _out(session, _offered(found))
 

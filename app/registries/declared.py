@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import DeclaredRegistry, Settings
-from app.errors import BadRequest
+from app.errors import BadRequest, ErrorCode
 from app.models import Registry
 from app.registries.service import check_name, normalize_address
 
@@ -33,13 +33,13 @@ def declared_registries(settings: Settings) -> list[DeclaredRegistry]:
             raise BadRequest(
                 f"CARTRIDGE_REGISTRIES_FILE ({settings.registries_file}) is not a JSON list of "
                 f'{{"name": ..., "url": ..., "required": ...}}: {exc}',
-                code="invalid_declared_registries",
+                code=ErrorCode.INVALID_DECLARED_REGISTRIES,
             ) from exc
     names = [entry.name for entry in declared]
     if len(set(names)) != len(names):
         raise BadRequest(
             "A registry name is declared twice in the settings.",
-            code="invalid_declared_registries",
+            code=ErrorCode.INVALID_DECLARED_REGISTRIES,
             names=names,
         )
     return declared

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.db import session_scope
-from app.errors import Conflict, ServiceUnavailable
+from app.errors import Conflict, ErrorCode, ServiceUnavailable
 from app.models import ProxyHost
 from app.models.base import utcnow
 from app.registries import queries
@@ -108,13 +108,13 @@ def _enter_maintenance(name: str, settings: Settings) -> str:
         if not others:
             raise Conflict(
                 f"{name} is the only replica in service: collecting it would stop every pull.",
-                code="registry_gc_last_replica",
+                code=ErrorCode.REGISTRY_GC_LAST_REPLICA,
             )
         if normalize_address(registry.url) == normalize_address(settings.registry_url):
             raise Conflict(
                 f"{name} is the replica builds push to (CARTRIDGE_REGISTRY_URL): point the build "
                 "hosts at another replica first.",
-                code="registry_gc_push_replica",
+                code=ErrorCode.REGISTRY_GC_PUSH_REPLICA,
             )
         registry.maintenance = True
         return registry.url
@@ -140,7 +140,7 @@ def _collect(binary: str, config: Path, *, dry_run: bool) -> str:
     if completed.returncode != 0:
         raise ServiceUnavailable(
             f"{' '.join(command)} failed: {(completed.stderr or completed.stdout)[-2000:]}",
-            code="registry_gc_failed",
+            code=ErrorCode.REGISTRY_GC_FAILED,
         )
     return completed.stdout + completed.stderr
 
@@ -156,7 +156,7 @@ def _run_shell(command: str) -> None:
     if completed.returncode != 0:
         raise ServiceUnavailable(
             f"{command} failed: {(completed.stderr or completed.stdout)[-2000:]}",
-            code="registry_gc_command_failed",
+            code=ErrorCode.REGISTRY_GC_COMMAND_FAILED,
         )
 
 
@@ -168,7 +168,9 @@ def _wait_until_up(url: str, timeout: float, attempts: int = 120) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise ServiceUnavailable(f"{url} did not answer after the collection", code="registry_down")
+    raise ServiceUnavailable(
+        f"{url} did not answer after the collection", code=ErrorCode.REGISTRY_DOWN
+    )
 
 
 def _summary(output: str) -> tuple[int, int, int]:

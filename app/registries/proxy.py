@@ -3,6 +3,7 @@ health, and checked with `nginx -t` before anyone is given it."""
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import tempfile
@@ -10,13 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
-from app.errors import CartridgeError
+from app.errors import ErrorCode, ServerError, ServiceUnavailable
 from app.registries import queries
 from app.registries.distribution import base_url
+from app.registries.service import parse_address
+
+log = logging.getLogger(__name__)
 
 # Package data (pyproject.toml), so an installed Cartridge renders the proxy config without the
 # source tree.
@@ -28,14 +33,14 @@ KEYS_ZONE_SIZE = "64m"  # about half a million cached objects
 NGINX_TEST_TIMEOUT_SECONDS = 30
 
 
-class ProxyConfigInvalid(CartridgeError):
-    status_code = 500
-    code = "proxy_config_invalid"
+class ProxyConfigInvalid(ServerError):
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, code=ErrorCode.PROXY_CONFIG_INVALID, **details)
 
 
-class ProxyConfigUnavailable(CartridgeError):
-    status_code = 503
-    code = "nginx_unavailable"
+class ProxyConfigUnavailable(ServiceUnavailable):
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message, code=ErrorCode.NGINX_UNAVAILABLE, **details)
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,23 @@ def upstreams(session: Session, settings: Settings) -> list[Upstream]:
         return [Upstream(settings.registry_url)]
     # A replica in maintenance is left out, unless that would leave none.
     registries = [r for r in registries if not r.maintenance] or registries
-    return [Upstream(r.url, r.healthy) for r in registries]
+    # A row written before addresses were validated, or by hand, must not take the proxy of
+    # every replica down with it: it is left out, and said so.
+    usable = []
+    for registry in registries:
+        address = parse_address(registry.url)
+        if address is None:
+            log.warning(
+                "replica %r left out of the proxy config: its address does not parse", registry.name
+            )
+        else:
+            usable.append(Upstream(address, registry.healthy))
+    if not usable:
+        raise ProxyConfigInvalid(
+            "No replica has an address that parses; fix them with PATCH /registries/{name}.",
+            replicas=[r.name for r in registries],
+        )
+    return usable
 
 
 def render(

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import get_session_factory
-from app.errors import CartridgeError
+from app.errors import ApiError
 from app.models import ProxyHost
 from app.models.base import utcnow
 from app.registries.proxy import check, render, upstreams
@@ -63,7 +63,7 @@ class ProxySupervisor:
                 self._write(text)
                 self._start_or_reload()
                 result = ApplyResult(changed=True)
-        except CartridgeError as exc:
+        except ApiError as exc:
             details = "; ".join(f"{k}: {v}" for k, v in exc.details.items())
             result = ApplyResult(changed=False, error=f"{exc.message} {details}".strip())
         except (OSError, subprocess.SubprocessError) as exc:

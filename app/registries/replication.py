@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.config import Settings, get_settings
-from app.errors import NotFound
 from app.images.references import path_in_registry
 from app.models import Image, Registry, ReplicaState
 from app.registries import queries
 from app.registries.copier import CopyOptions, CopyReport, ImageRef, Target, copy_image
 from app.registries.service import ensure_default_registry, normalize_address
+
+
+class ReplicationAborted(Exception):
+    """The image or replica a replication job names was deleted after the job was queued."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def copy_image_to(session: Session, *, image_id: int, registry_id: int) -> Repli
     image = _image(session, image_id)
     target = session.get(Registry, registry_id)
     if target is None:
-        raise NotFound(f"Registry {registry_id} does not exist.", code="registry_not_found")
+        raise ReplicationAborted(f"registry {registry_id} no longer exists")
     sources = queries.sources_holding(session, image_id, exclude=registry_id)
     if not sources:
         # Nothing recorded: the image may still be on its way to its first replica.
@@ -192,5 +195,5 @@ def _outcome(registry: Registry, report: CopyReport) -> ReplicaOutcome:
 def _image(session: Session, image_id: int) -> Image:
     image = session.get(Image, image_id)
     if image is None:
-        raise NotFound(f"Image {image_id} does not exist.", code="image_not_found")
+        raise ReplicationAborted(f"image {image_id} no longer exists")
     return image

@@ -9,6 +9,8 @@ from fastapi.responses import PlainTextResponse
 
 from app.api.deps import AdminToken, DbSession, ReadAccess, WriteToken
 from app.api.pagination import decode_cursor, page_of
+from app.api.responses import errors
+from app.errors import ErrorCode
 from app.models import Registry
 from app.registries import queries, service
 from app.registries.proxy import proxy_config
@@ -51,7 +53,10 @@ def check_registries(session: DbSession, _token: WriteToken) -> RegistryList:
 @router.get(
     "/proxy-config",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={
+        200: {"content": {"text/plain": {}}},
+        **errors(ErrorCode.PROXY_CONFIG_INVALID, ErrorCode.NGINX_UNAVAILABLE),
+    },
 )
 def get_proxy_config(session: DbSession, _access: ReadAccess) -> PlainTextResponse:
     """The nginx config of the caching pull proxy for the current replicas, checked by
@@ -60,19 +65,36 @@ def get_proxy_config(session: DbSession, _access: ReadAccess) -> PlainTextRespon
     return PlainTextResponse(proxy_config(session))
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=errors(
+        ErrorCode.INVALID_REGISTRY_NAME,
+        ErrorCode.INVALID_REGISTRY_URL,
+        ErrorCode.REGISTRY_EXISTS,
+        ErrorCode.REGISTRY_SCHEME_MISMATCH,
+    ),
+)
 def create_registry(body: RegistryCreate, session: DbSession, _token: AdminToken) -> RegistryOut:
     registry = service.create_registry(session, body.name, body.url, required=body.required)
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=errors(ErrorCode.REGISTRY_NOT_FOUND))
 def get_registry(name: str, session: DbSession, _access: ReadAccess) -> RegistryOut:
     registry = service.get_registry(session, name)
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
-@router.patch("/{name}")
+@router.patch(
+    "/{name}",
+    responses=errors(
+        ErrorCode.REGISTRY_NOT_FOUND,
+        ErrorCode.INVALID_REGISTRY_URL,
+        ErrorCode.REGISTRY_SCHEME_MISMATCH,
+        ErrorCode.REGISTRY_DECLARED,
+    ),
+)
 def update_registry(
     name: str, body: RegistryUpdate, session: DbSession, _token: AdminToken
 ) -> RegistryOut:
@@ -80,13 +102,19 @@ def update_registry(
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete(
+    "/{name}",
+    status_code=204,
+    responses=errors(ErrorCode.REGISTRY_NOT_FOUND, ErrorCode.REGISTRY_DECLARED),
+)
 def delete_registry(name: str, session: DbSession, _token: AdminToken) -> Response:
     service.delete_registry(session, name)
     return Response(status_code=204)
 
 
-@router.get("/{name}/missing")
+@router.get(
+    "/{name}/missing", responses=errors(ErrorCode.REGISTRY_NOT_FOUND, ErrorCode.INVALID_CURSOR)
+)
 def missing_images(
     name: str,
     session: DbSession,

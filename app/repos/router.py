@@ -8,20 +8,22 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import AdminToken, AppSettings, DbSession, ReadAccess
 from app.api.pagination import Page, decode_cursor, page_of, page_size
+from app.api.responses import errors
+from app.errors import ErrorCode
 from app.repos import queries, service
 from app.repos.schemas import RepositoryCreate, RepositoryOut, RepositoryUpdate
 
 router = APIRouter(tags=["repositories"])
 
 
-@router.post("/repos", status_code=201)
+@router.post("/repos", status_code=201, responses=errors(ErrorCode.REPOSITORY_EXISTS))
 def register_repository(
     body: RepositoryCreate, session: DbSession, _token: AdminToken
 ) -> RepositoryOut:
     return RepositoryOut.of(service.register(session, body))
 
 
-@router.get("/repos")
+@router.get("/repos", responses=errors(ErrorCode.INVALID_LIMIT, ErrorCode.INVALID_CURSOR))
 def list_repositories(
     session: DbSession,
     settings: AppSettings,
@@ -36,12 +38,12 @@ def list_repositories(
     return page_of([RepositoryOut.of(row) for row in rows], size, lambda repo: repo.full_name)
 
 
-@router.get("/repos/{owner}/{name}")
+@router.get("/repos/{owner}/{name}", responses=errors(ErrorCode.REPOSITORY_NOT_FOUND))
 def get_repository(owner: str, name: str, session: DbSession, _access: ReadAccess) -> RepositoryOut:
     return RepositoryOut.of(service.get(session, f"{owner}/{name}"))
 
 
-@router.patch("/repos/{owner}/{name}")
+@router.patch("/repos/{owner}/{name}", responses=errors(ErrorCode.REPOSITORY_NOT_FOUND))
 def configure_repository(
     owner: str, name: str, body: RepositoryUpdate, session: DbSession, _token: AdminToken
 ) -> RepositoryOut:

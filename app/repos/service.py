@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, ErrorCode, NotFound
 from app.models import Repository
 from app.models.base import utcnow
 from app.repos import queries
@@ -17,7 +17,7 @@ def get(session: Session, full_name: str) -> Repository:
     if repository is None:
         raise NotFound(
             f"No repository {full_name} is registered.",
-            code="repository_not_found",
+            code=ErrorCode.REPOSITORY_NOT_FOUND,
             repository=full_name,
         )
     return repository
@@ -60,6 +60,6 @@ def configure(session: Session, repository: Repository, data: RepositoryUpdate) 
 def _already_registered(full_name: str) -> Conflict:
     return Conflict(
         f"Repository {full_name} is already registered.",
-        code="repository_exists",
+        code=ErrorCode.REPOSITORY_EXISTS,
         repository=full_name,
     )

@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 
 from app.db import get_session_factory
-from app.errors import CartridgeError
+from app.errors import ApiError
 from app.webhooks import service
 from app.webhooks.schemas import DeliveryResult
 
@@ -127,7 +127,7 @@ def _record_together(deliveries: list[service.IncomingDelivery]) -> list[Outcome
             for incoming in deliveries:
                 try:
                     outcomes.append(service.receive(session, incoming))
-                except CartridgeError as refused:  # raised before the delivery wrote anything
+                except ApiError as refused:  # raised before the delivery wrote anything
                     outcomes.append(refused)
             session.commit()
         except BaseException:

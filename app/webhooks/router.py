@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from app.api.responses import errors
 from app.config import get_settings
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from app.errors import BadRequest, ErrorCode, PayloadTooLarge, UnsupportedMediaType
 from app.webhooks import service
 from app.webhooks.intake import get_writer
 from app.webhooks.schemas import DeliveryResult
@@ -26,13 +27,16 @@ async def _capped_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
-            raise BadRequest("The Content-Length header is not a number.", code="invalid_header")
+            raise BadRequest(
+                "The Content-Length header is not a number.", code=ErrorCode.INVALID_HEADER
+            )
         if int(declared) > limit:
             raise _too_large(limit)
     media_type = _media_type(request)
     if media_type not in service.SUPPORTED_MEDIA_TYPES:
         raise UnsupportedMediaType(
             "Webhooks must be sent as application/json or application/x-www-form-urlencoded.",
+            code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             content_type=media_type[:100],
         )
     chunks: list[bytes] = []
@@ -46,10 +50,34 @@ async def _capped_body(request: Request) -> bytes:
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"Webhook bodies are limited to {limit} bytes.", limit=limit)
+    return PayloadTooLarge(
+        f"Webhook bodies are limited to {limit} bytes.",
+        code=ErrorCode.PAYLOAD_TOO_LARGE,
+        limit=limit,
+    )
 
 
-@router.post("/webhooks/github", response_model=DeliveryResult)
+@router.post(
+    "/webhooks/github",
+    response_model=DeliveryResult,
+    responses=errors(
+        ErrorCode.SIGNATURE_MISSING,
+        ErrorCode.SIGNATURE_INVALID,
+        ErrorCode.MISSING_EVENT_HEADER,
+        ErrorCode.MISSING_DELIVERY_HEADER,
+        ErrorCode.INVALID_HEADER,
+        ErrorCode.MALFORMED_FORM,
+        ErrorCode.MISSING_PAYLOAD_FIELD,
+        ErrorCode.MALFORMED_JSON,
+        ErrorCode.JSON_TOO_DEEP,
+        ErrorCode.NUL_CHARACTER,
+        ErrorCode.INVALID_PUSH_PAYLOAD,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode.DATABASE_UNAVAILABLE,
+        ErrorCode.SECRET_UNDECRYPTABLE,
+    ),
+)
 async def receive_github_webhook(
     request: Request, body: Annotated[bytes, Depends(_capped_body)]
 ) -> DeliveryResult:

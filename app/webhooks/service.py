@@ -19,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from app.builds.queueing import PushValues, branch_is_built, queue_push, record_push
 from app.config import Settings, get_settings
-from app.errors import BadRequest, Unauthorized
+from app.errors import BadRequest, ErrorCode, Unauthorized
 from app.models import DeliveryOutcome, PushDecision, Repository
 from app.repos.queries import find_by_full_name
 from app.webhooks import queries
+from app.webhooks.payloads import check_depth, check_text, named_repositories
 from app.webhooks.schemas import DeliveryResult, PushEvent
 from app.webhooks.signature import signature_matches
 
@@ -32,6 +33,8 @@ JSON_MEDIA_TYPE = "application/json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 SUPPORTED_MEDIA_TYPES = frozenset({JSON_MEDIA_TYPE, FORM_MEDIA_TYPE})
 MAX_HEADER_LENGTH = 100  # the width of webhook_deliveries.guid and .event
+# What a 401 asks for: an HMAC-SHA256 of the body with the webhook's secret, in that header.
+SIGNATURE_CHALLENGE = 'X-Hub-Signature-256 realm="cartridge-webhooks", algorithm="hmac-sha256"'
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,13 @@ class PushPlan:
 def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
     settings = get_settings()
     signer = authenticate(session, incoming, settings)
-    event = _required_header(incoming.event, "X-GitHub-Event", "missing_event_header").lower()
-    guid = _required_header(incoming.guid, "X-GitHub-Delivery", "missing_delivery_header")
+    event = _required_header(
+        incoming.event, "X-GitHub-Event", ErrorCode.MISSING_EVENT_HEADER
+    ).lower()
+    guid = _required_header(incoming.guid, "X-GitHub-Delivery", ErrorCode.MISSING_DELIVERY_HEADER)
     payload = payload_json(incoming)
+    check_depth(payload)
+    check_text(payload)
     if event == "push":
         result = _receive_push(session, settings, guid, payload, signer)
     else:
@@ -77,37 +84,58 @@ def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
 def authenticate(
     session: Session, incoming: IncomingDelivery, settings: Settings
 ) -> Repository | None:
-    """Checks the signature against the secret of the repository the payload names, if it has
-    one (then no other secret signs for it), else against the global secret. Returns the
-    repository when its own secret signed the delivery."""
+    """Checks the signature against the global secret, then against the secrets of the
+    repositories the payload names, before anything parses the payload. Returns the repository
+    whose own secret signed the delivery. The receiver then checks, once the payload is parsed,
+    that it is about that repository, and that the global secret never signs for a repository
+    that has a secret of its own."""
     if not incoming.signature:
         raise Unauthorized(
             "The delivery has no X-Hub-Signature-256 header; give the webhook a secret.",
-            code="signature_missing",
+            code=ErrorCode.SIGNATURE_MISSING,
+            challenge=SIGNATURE_CHALLENGE,
         )
-    full_name = _full_name_before_authentication(incoming)
-    repository = find_by_full_name(session, full_name) if full_name else None
-    if repository is not None and repository.webhook_secret:
-        if signature_matches(incoming.body, incoming.signature, repository.webhook_secret):
+    global_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    if global_secret and signature_matches(incoming.body, incoming.signature, global_secret):
+        return None
+    for full_name in _named_before_authentication(incoming):
+        repository = find_by_full_name(session, full_name)
+        if (
+            repository is not None
+            and repository.webhook_secret
+            and signature_matches(incoming.body, incoming.signature, repository.webhook_secret)
+        ):
             return repository
-    else:
-        global_secret = (
-            settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
-        )
-        if global_secret and signature_matches(incoming.body, incoming.signature, global_secret):
-            return None
-    raise Unauthorized(
-        "The X-Hub-Signature-256 header does not match the body.", code="signature_invalid"
+    raise _signature_invalid()
+
+
+def _signature_invalid() -> Unauthorized:
+    return Unauthorized(
+        "The X-Hub-Signature-256 header does not match the body.",
+        code=ErrorCode.SIGNATURE_INVALID,
+        challenge=SIGNATURE_CHALLENGE,
     )
 
 
-def _full_name_before_authentication(incoming: IncomingDelivery) -> str | None:
+def _named_before_authentication(incoming: IncomingDelivery) -> list[str]:
     # Unauthenticated input: any problem means "no repository", never a detailed error.
     try:
-        document = json.loads(payload_json(incoming))
-    except (BadRequest, ValueError):
-        return None
-    return _full_name_of(document)
+        return named_repositories(payload_json(incoming))
+    except BadRequest:
+        return []
+
+
+def _check_signer(session: Session, signer: Repository | None, full_name: str | None) -> None:
+    """A repository's own secret signs for that repository only, not for another one the
+    payload happens to mention; and a repository with a secret of its own accepts only that
+    secret, not the global one."""
+    if signer is not None:
+        if (full_name or "").lower() != signer.full_name.lower():
+            raise _signature_invalid()
+        return
+    about = find_by_full_name(session, full_name) if full_name else None
+    if about is not None and about.webhook_secret:
+        raise _signature_invalid()
 
 
 def _full_name_of(document: Any) -> str | None:
@@ -116,14 +144,14 @@ def _full_name_of(document: Any) -> str | None:
     return full_name if isinstance(full_name, str) and full_name else None
 
 
-def _required_header(value: str | None, name: str, code: str) -> str:
+def _required_header(value: str | None, name: str, code: ErrorCode) -> str:
     value = (value or "").strip()
     if not value:
         raise BadRequest(f"The {name} header is missing.", code=code)
     if len(value) > MAX_HEADER_LENGTH:
         raise BadRequest(
             f"The {name} header is longer than {MAX_HEADER_LENGTH} characters.",
-            code="invalid_header",
+            code=ErrorCode.INVALID_HEADER,
         )
     return value
 
@@ -135,10 +163,12 @@ def payload_json(incoming: IncomingDelivery) -> bytes:
     try:
         fields = parse_qs(incoming.body, max_num_fields=20, strict_parsing=False)
     except ValueError as exc:
-        raise BadRequest("The form body cannot be parsed.", code="malformed_form") from exc
+        raise BadRequest("The form body cannot be parsed.", code=ErrorCode.MALFORMED_FORM) from exc
     values = fields.get(b"payload")
     if not values:
-        raise BadRequest("The form body has no 'payload' field.", code="missing_payload_field")
+        raise BadRequest(
+            "The form body has no 'payload' field.", code=ErrorCode.MISSING_PAYLOAD_FIELD
+        )
     return values[0]
 
 
@@ -146,9 +176,9 @@ def _parse_object(payload: bytes) -> dict[str, Any]:
     try:
         document = json.loads(payload)
     except ValueError as exc:
-        raise BadRequest("The payload is not valid JSON.", code="malformed_json") from exc
+        raise BadRequest("The payload is not valid JSON.", code=ErrorCode.MALFORMED_JSON) from exc
     if not isinstance(document, dict):
-        raise BadRequest("The payload is not a JSON object.", code="malformed_json")
+        raise BadRequest("The payload is not a JSON object.", code=ErrorCode.MALFORMED_JSON)
     return document
 
 
@@ -158,10 +188,12 @@ def _parse_push(payload: bytes) -> PushEvent:
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
         if any(error["type"] == "json_invalid" for error in errors):
-            raise BadRequest("The payload is not valid JSON.", code="malformed_json") from exc
+            raise BadRequest(
+                "The payload is not valid JSON.", code=ErrorCode.MALFORMED_JSON
+            ) from exc
         raise BadRequest(
             "The push payload lacks fields a push must have.",
-            code="invalid_push_payload",
+            code=ErrorCode.INVALID_PUSH_PAYLOAD,
             errors=[
                 {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
                 for error in errors
@@ -173,6 +205,7 @@ def _receive_other(
     session: Session, event: str, guid: str, payload: bytes, signer: Repository | None
 ) -> DeliveryResult:
     full_name = _full_name_of(_parse_object(payload))
+    _check_signer(session, signer, full_name)
     if event == "ping":
         outcome, detail = DeliveryOutcome.PING, "pong"
     else:
@@ -198,6 +231,7 @@ def _receive_push(
 ) -> DeliveryResult:
     event = _parse_push(payload)
     full_name = event.repository.full_name
+    _check_signer(session, signer, full_name)
     repository = signer or find_by_full_name(session, full_name)
     if repository is None and _auto_registers(full_name, settings):
         repository = queries.register_repository(session, event.repository)

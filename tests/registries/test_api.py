@@ -44,20 +44,23 @@ def test_replicas_are_created_listed_updated_and_deleted(
     assert created.json()["required"] is True
     client.post(
         "/api/v1/registries",
-        json={"name": "r2", "url": "10.0.0.2:5000", "required": False},
+        # http:// like r1 (loopback): the pull proxy reaches every replica with one scheme.
+        json={"name": "r2", "url": "http://10.0.0.2:5000", "required": False},
         headers=auth,
     )
 
     listed = client.get("/api/v1/registries").json()["items"]
     assert [(r["name"], r["url"], r["required"]) for r in listed] == [
         ("r1", "127.0.0.1:5001", True),
-        ("r2", "10.0.0.2:5000", False),
+        ("r2", "http://10.0.0.2:5000", False),
     ]
 
     updated = client.patch(
-        "/api/v1/registries/r2", json={"required": True, "url": "10.0.0.3:5000"}, headers=auth
+        "/api/v1/registries/r2",
+        json={"required": True, "url": "http://10.0.0.3:5000"},
+        headers=auth,
     )
-    assert (updated.json()["required"], updated.json()["url"]) == (True, "10.0.0.3:5000")
+    assert (updated.json()["required"], updated.json()["url"]) == (True, "http://10.0.0.3:5000")
 
     assert client.delete("/api/v1/registries/r2", headers=auth).status_code == 204
     assert client.get("/api/v1/registries/r2").status_code == 404
