@@ -62,6 +62,11 @@ class UnsupportedMediaType(CartridgeError):
     code = "unsupported_media_type"
 
 
+class BadGateway(CartridgeError):
+    status_code = 502
+    code = "bad_gateway"
+
+
 class ServiceUnavailable(CartridgeError):
     status_code = 503
     code = "service_unavailable"

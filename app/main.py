@@ -15,6 +15,7 @@ from app.errors import CartridgeError, ServiceUnavailable
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
+from app.reconcile.router import router as reconcile_router
 from app.registries.router import router as registries_router
 from app.repos.router import router as repos_router
 from app.statuses.router import router as github_router
@@ -34,7 +35,13 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
-    for router in (repos_router, builds_router, images_router, registries_router):
+    for router in (
+        repos_router,
+        reconcile_router,
+        builds_router,
+        images_router,
+        registries_router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
     install_metrics(app)

@@ -17,6 +17,7 @@ celery_app.conf.include = [
     "workers.builds",
     "workers.statuses",
     "workers.replication",
+    "workers.reconcile",
 ]
 celery_app.conf.beat_schedule = {
     "relay-outbox": {
@@ -30,6 +31,10 @@ celery_app.conf.beat_schedule = {
     "redrive-statuses": {
         "task": "cartridge.statuses.redrive",
         "schedule": settings.github_status_redrive_seconds,
+    },
+    "reconcile-branch-heads": {
+        "task": "cartridge.reconcile.schedule",
+        "schedule": settings.reconcile_interval_seconds,
     },
     "check-registry-replicas": {
         "task": "cartridge.registries.check",

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from app.broker import BUILD_TASK
 from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
-from app.models import Build, BuildStatus, Push, PushDecision, Repository
+from app.models import Build, BuildStatus, Push, PushDecision, PushSource, Repository
 from app.models.base import utcnow
 from app.models.build import is_active
 from app.outbox.service import enqueue
@@ -54,6 +54,7 @@ class PushValues(TypedDict):
     pusher: str | None
     head_commit_message: str | None
     decision: PushDecision
+    source: PushSource
 
 
 @dataclass(frozen=True)

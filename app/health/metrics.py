@@ -14,7 +14,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +22,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ReadAccess
 from app.db import get_session_factory
-from app.models import Build, BuildStatus, OutboxMessage, WebhookDelivery
+from app.models import (
+    Build,
+    BuildStatus,
+    HookRedelivery,
+    OutboxMessage,
+    Push,
+    PushSource,
+    ReconcilerRun,
+    WebhookDelivery,
+)
 
 router = APIRouter(tags=["health"])
 
@@ -52,6 +61,13 @@ class DatabaseCollector(Collector):
                     .select_from(OutboxMessage)
                     .where(OutboxMessage.dispatched_at.is_(None))
                 )
+                recovered = session.scalar(
+                    select(func.count())
+                    .select_from(Push)
+                    .where(Push.source == PushSource.RECONCILER.value)
+                )
+                redelivery_requests = session.scalar(select(func.sum(HookRedelivery.requests)))
+                last_pass = session.scalar(select(func.max(ReconcilerRun.finished_at)))
         except SQLAlchemyError:
             up.add_metric([], 0)
             yield up
@@ -76,6 +92,21 @@ class DatabaseCollector(Collector):
             "cartridge_outbox_pending",
             "Jobs recorded but not yet sent to the broker.",
             value=pending or 0,
+        )
+        yield CounterMetricFamily(
+            "cartridge_recovered_pushes",
+            "Pushes the reconciler recorded because their webhook never arrived.",
+            value=recovered or 0,
+        )
+        yield CounterMetricFamily(
+            "cartridge_hook_redelivery_requests",
+            "Redeliveries of failed GitHub App hook deliveries asked of GitHub.",
+            value=redelivery_requests or 0,
+        )
+        yield GaugeMetricFamily(
+            "cartridge_reconciler_last_pass_timestamp_seconds",
+            "When the last reconciler pass finished (0: never).",
+            value=last_pass.timestamp() if last_pass else 0,
         )
 
 

@@ -2,14 +2,18 @@
 
 from app.models.api_token import ApiToken
 from app.models.base import Base
+from app.models.branch_head import KnownBranchHead
 from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
 from app.models.build_log_chunk import BuildLogChunk
+from app.models.hook_redelivery import HookRedelivery
 from app.models.image import Image
 from app.models.image_replica import ImageReplica, ReplicaState
 from app.models.outbox_message import OutboxMessage
-from app.models.push import Push, PushDecision
+from app.models.push import Push, PushDecision, PushSource
+from app.models.reconciler_run import ReconcilerRun
 from app.models.registry import Registry
 from app.models.repository import Repository
+from app.models.repository_reconciliation import ReconcileOutcome, RepositoryReconciliation
 from app.models.status_post import CommitState, SendState, StatusPost
 from app.models.webhook_delivery import DeliveryOutcome, WebhookDelivery
 
@@ -23,14 +27,20 @@ __all__ = [
     "BuildStatus",
     "CommitState",
     "DeliveryOutcome",
+    "HookRedelivery",
     "Image",
     "ImageReplica",
+    "KnownBranchHead",
     "OutboxMessage",
     "Push",
     "PushDecision",
+    "PushSource",
+    "ReconcileOutcome",
+    "ReconcilerRun",
     "Registry",
     "ReplicaState",
     "Repository",
+    "RepositoryReconciliation",
     "SendState",
     "StatusPost",
     "WebhookDelivery",

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String
+from sqlalchemy import Boolean, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, StrEnum, UtcDateTime, utcnow
@@ -19,6 +19,16 @@ class PushDecision(enum.StrEnum):
     IGNORED = "ignored"  # a ref that is neither a branch nor a tag
 
 
+class PushSource(enum.StrEnum):
+    """How Cartridge learned of a push."""
+
+    WEBHOOK = "webhook"  # a push delivery from GitHub
+    RECONCILER = "reconciler"  # recovered: GitHub's branch head differed from the known one
+
+
+_RECOVERED_PREDICATE = "source = 'reconciler'"
+
+
 class Push(Base):
     """A ref update as GitHub reported it; the id gives the received order of a branch's heads."""
 
@@ -26,6 +36,13 @@ class Push(Base):
     __table_args__ = (
         Index("ix_pushes_repository_branch_order", "repository_id", "branch", "id"),
         Index("ix_pushes_build_id", "build_id"),
+        # Recovered pushes are few; /metrics counts them on every scrape.
+        Index(
+            "ix_pushes_recovered",
+            "id",
+            postgresql_where=text(_RECOVERED_PREDICATE),
+            sqlite_where=text(_RECOVERED_PREDICATE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -48,5 +65,8 @@ class Push(Base):
     )
     decision: Mapped[PushDecision] = mapped_column(
         StrEnum(PushDecision, 40), default=PushDecision.BUILT
+    )
+    source: Mapped[PushSource] = mapped_column(
+        StrEnum(PushSource, 20), default=PushSource.WEBHOOK, server_default=PushSource.WEBHOOK.value
     )
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
 from app.api.pagination import Page, decode_cursor, page_of, page_size
+from app.reconcile import queries as reconciliations
 from app.repos import queries, service
 from app.repos.schemas import RepositoryCreate, RepositoryOut, RepositoryUpdate
 
@@ -33,12 +34,15 @@ def list_repositories(
     size = page_size(limit, settings)
     after = str(decode_cursor(cursor, str)) if cursor else None
     rows = queries.list_page(session, after=after, limit=size + 1)
-    return page_of([RepositoryOut.of(row) for row in rows], size, lambda repo: repo.full_name)
+    last = reconciliations.reconciliations_of(session, [row.id for row in rows])
+    items = [RepositoryOut.of(row, last.get(row.id)) for row in rows]
+    return page_of(items, size, lambda repo: repo.full_name)
 
 
 @router.get("/repos/{owner}/{name}")
 def get_repository(owner: str, name: str, session: DbSession, _access: ReadAccess) -> RepositoryOut:
-    return RepositoryOut.of(service.get(session, f"{owner}/{name}"))
+    repository = service.get(session, f"{owner}/{name}")
+    return RepositoryOut.of(repository, reconciliations.reconciliation_of(session, repository.id))
 
 
 @router.patch("/repos/{owner}/{name}")
@@ -46,4 +50,5 @@ def configure_repository(
     owner: str, name: str, body: RepositoryUpdate, session: DbSession, _token: WriteToken
 ) -> RepositoryOut:
     repository = service.get(session, f"{owner}/{name}")
-    return RepositoryOut.of(service.configure(session, repository, body))
+    configured = service.configure(session, repository, body)
+    return RepositoryOut.of(configured, reconciliations.reconciliation_of(session, repository.id))

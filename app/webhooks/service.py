@@ -17,10 +17,11 @@ from urllib.parse import parse_qs
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.builds import heads
 from app.builds.queueing import PushValues, branch_is_built, queue_push, record_push
 from app.config import Settings, get_settings
 from app.errors import BadRequest, Unauthorized
-from app.models import DeliveryOutcome, PushDecision, Repository
+from app.models import DeliveryOutcome, PushDecision, PushSource, Repository
 from app.repos.queries import find_by_full_name
 from app.webhooks import queries
 from app.webhooks.schemas import DeliveryResult, PushEvent
@@ -226,8 +227,11 @@ def _receive_push(
         return result
     push = _push_values(repository, event, plan, delivery_pk)
     if plan.decision is not PushDecision.BUILT:
-        return result.model_copy(update={"push_id": record_push(session, push)})
+        push_id = record_push(session, push)
+        _move_head(session, push, push_id)
+        return result.model_copy(update={"push_id": push_id})
     queued = queue_push(session, repository, push)
+    _move_head(session, push, queued.push_id)
     return result.model_copy(
         update={
             "push_id": queued.push_id,
@@ -238,6 +242,12 @@ def _receive_push(
             "superseded_build_ids": queued.superseded_build_ids,
         }
     )
+
+
+def _move_head(session: Session, push: PushValues, push_id: int) -> None:
+    if push["branch"] is not None:
+        sha = None if push["deleted"] else push["after_sha"]
+        heads.record_push_head(session, push["repository_id"], push["branch"], sha, push_id)
 
 
 def _auto_registers(full_name: str, settings: Settings) -> bool:
@@ -303,6 +313,7 @@ def _push_values(
         pusher=pusher[:255] if pusher else None,
         head_commit_message=message[:1000] if message else None,
         decision=plan.decision,
+        source=PushSource.WEBHOOK,
     )
 
 
