@@ -18,6 +18,7 @@ celery_app.conf.include = [
     "workers.statuses",
     "workers.replication",
     "workers.reconcile",
+    "workers.retention",
 ]
 celery_app.conf.beat_schedule = {
     "relay-outbox": {
@@ -39,6 +40,10 @@ celery_app.conf.beat_schedule = {
     "check-registry-replicas": {
         "task": "cartridge.registries.check",
         "schedule": settings.registry_health_interval_seconds,
+    },
+    "prune-images": {
+        "task": "cartridge.images.prune",
+        "schedule": settings.retention_interval_seconds,
     },
 }
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from app.builds.queueing import dialect_insert
+from app.db import dialect_insert
 from app.models import KnownBranchHead
 from app.models.base import utcnow
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
@@ -25,8 +26,11 @@ from app.db import get_session_factory
 from app.models import (
     Build,
     BuildStatus,
+    DeletionState,
     HookRedelivery,
+    ImageDeletion,
     OutboxMessage,
+    ProxyHost,
     Push,
     PushSource,
     ReconcilerRun,
@@ -68,6 +72,14 @@ class DatabaseCollector(Collector):
                 )
                 redelivery_requests = session.scalar(select(func.sum(HookRedelivery.requests)))
                 last_pass = session.scalar(select(func.max(ReconcilerRun.finished_at)))
+                deletions = dict(
+                    session.execute(
+                        select(ImageDeletion.state, func.count()).group_by(ImageDeletion.state)
+                    ).all()
+                )
+                proxies = session.execute(
+                    select(ProxyHost.host_name, ProxyHost.reloads, ProxyHost.last_error)
+                ).all()
         except SQLAlchemyError:
             up.add_metric([], 0)
             yield up
@@ -108,6 +120,33 @@ class DatabaseCollector(Collector):
             "When the last reconciler pass finished (0: never).",
             value=last_pass.timestamp() if last_pass else 0,
         )
+        by_state = GaugeMetricFamily(
+            "cartridge_image_deletions",
+            "Deletions of images from replicas by state (refused: deletes disabled there).",
+            labels=["state"],
+        )
+        for state in DeletionState:
+            by_state.add_metric([state.value], deletions.get(state, 0))
+        yield by_state
+        yield from _proxy_metrics(proxies)
+
+
+def _proxy_metrics(proxies: Iterable[Any]) -> Iterable[Metric]:
+    reloads = CounterMetricFamily(
+        "cartridge_proxy_config_reloads",
+        "Configs the pull proxy on each host loaded (started or reloaded nginx with).",
+        labels=["host"],
+    )
+    refused = GaugeMetricFamily(
+        "cartridge_proxy_config_refused",
+        "1 while the newest config of a proxy host was refused by nginx and an older one runs.",
+        labels=["host"],
+    )
+    for host_name, count, last_error in proxies:
+        reloads.add_metric([host_name], count)
+        refused.add_metric([host_name], 1 if last_error else 0)
+    yield reloads
+    yield refused
 
 
 class HttpMetrics:

@@ -7,8 +7,10 @@ from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
 from app.models.build_log_chunk import BuildLogChunk
 from app.models.hook_redelivery import HookRedelivery
 from app.models.image import Image
+from app.models.image_deletion import DeletionState, ImageDeletion
 from app.models.image_replica import ImageReplica, ReplicaState
 from app.models.outbox_message import OutboxMessage
+from app.models.proxy_host import ProxyHost
 from app.models.push import Push, PushDecision, PushSource
 from app.models.reconciler_run import ReconcilerRun
 from app.models.registry import Registry
@@ -26,12 +28,15 @@ __all__ = [
     "BuildLogChunk",
     "BuildStatus",
     "CommitState",
+    "DeletionState",
     "DeliveryOutcome",
     "HookRedelivery",
     "Image",
+    "ImageDeletion",
     "ImageReplica",
     "KnownBranchHead",
     "OutboxMessage",
+    "ProxyHost",
     "Push",
     "PushDecision",
     "PushSource",

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Image, ImageReplica, Registry, ReplicaState
+from app.db import insert_for
+from app.models import Image, ImageReplica, ProxyHost, Registry, ReplicaState
 from app.models.base import utcnow
 
 
 def list_registries(session: Session) -> list[Registry]:
     return list(session.scalars(select(Registry).order_by(Registry.name)))
+
+
+def serving_registries(session: Session) -> list[Registry]:
+    """The replicas builds are copied to and the proxy reads from: all but those in maintenance."""
+    return [r for r in list_registries(session) if not r.maintenance]
 
 
 def get_by_name(session: Session, name: str) -> Registry | None:
@@ -35,7 +40,10 @@ def _missing_on(registry_id: int) -> Select[Image, ImageReplica]:
             ImageReplica,
             and_(ImageReplica.image_id == Image.id, ImageReplica.registry_id == registry_id),
         )
-        .where(or_(ImageReplica.id.is_(None), ImageReplica.state != ReplicaState.PRESENT))
+        .where(
+            Image.deleting_at.is_(None),
+            or_(ImageReplica.id.is_(None), ImageReplica.state != ReplicaState.PRESENT),
+        )
     )
 
 
@@ -74,10 +82,12 @@ def images_to_repair(session: Session, registry_id: int, *, limit: int) -> list[
 
 def missing_counts(session: Session) -> dict[int, int]:
     """Registry id -> how many images it lacks."""
-    total_images = session.scalar(select(func.count(Image.id))) or 0
+    live = Image.deleting_at.is_(None)
+    total_images = session.scalar(select(func.count(Image.id)).where(live)) or 0
     present_counts = session.execute(
         select(ImageReplica.registry_id, func.count(ImageReplica.id))
-        .where(ImageReplica.state == ReplicaState.PRESENT)
+        .join(Image, Image.id == ImageReplica.image_id)
+        .where(ImageReplica.state == ReplicaState.PRESENT, live)
         .group_by(ImageReplica.registry_id)
     )
     present: dict[int, int] = dict(present_counts.all())
@@ -130,12 +140,6 @@ def mount_sources(
     return found
 
 
-def upsert_for(session: Session) -> Callable[..., Any]:
-    """The dialect's INSERT, which has `on_conflict_do_*` on both supported databases."""
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 def record_presence(
     session: Session,
     image_id: int,
@@ -154,7 +158,7 @@ def record_presence(
     }
     if verified_digest:
         values["verified_at"] = now
-    statement = upsert_for(session)(ImageReplica).values(
+    statement = insert_for(session, ImageReplica).values(
         image_id=image_id, registry_id=registry_id, **values
     )
     statement = statement.on_conflict_do_update(
@@ -192,3 +196,7 @@ def release_repair(session: Session, registry_id: int) -> None:
     session.execute(
         update(Registry).where(Registry.id == registry_id).values(repair_lease_expires_at=None)
     )
+
+
+def proxy_hosts(session: Session) -> list[ProxyHost]:
+    return list(session.scalars(select(ProxyHost).order_by(ProxyHost.host_name)))

@@ -103,7 +103,7 @@ def replicate_image(
     settings = get_settings()
     image = _image(session, image_id)
     ensure_default_registry(session)
-    registries = queries.list_registries(session)
+    registries = queries.serving_registries(session)
     source_address = normalize_address(source or settings.registry_url)
     reports = _copy(session, image, source_address, registries, settings)
     outcomes = tuple(
@@ -120,7 +120,7 @@ def replicate_image(
     )
 
 
-def copy_image_to(session: Session, image_id: int, registry_id: int) -> ReplicaOutcome:
+def copy_image_to(session: Session, *, image_id: int, registry_id: int) -> ReplicaOutcome:
     """Repairs one replica: copies the image there from a replica it is verified on (healthy
     ones first) and records the result."""
     image = _image(session, image_id)
