@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, UtcDateTime, utcnow
@@ -15,6 +15,8 @@ class KnownBranchHead(Base):
     `sha` is None once the branch was deleted."""
 
     __tablename__ = "branch_heads"
+    # Superseding asks whether a build is still another branch's head.
+    __table_args__ = (Index("ix_branch_heads_sha", "repository_id", "sha"),)
 
     repository_id: Mapped[int] = mapped_column(
         ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
@@ -24,4 +26,6 @@ class KnownBranchHead(Base):
     push_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("pushes.id", ondelete="SET NULL"), default=None
     )
+    # The head push's place in the branch's history (`pushes.position`).
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

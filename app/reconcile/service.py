@@ -233,18 +233,19 @@ def _record(
             continue
         if not branch_is_built(repository, branch):
             continue
-        if not _move(session, repository_id, branch, known, sha):
+        if not _still(session, repository_id, branch, known):
             result.raced.append(branch)
             continue
         result.recovered.append(_recover_push(session, repository, branch, before, sha))
     for branch, last in sorted(known.heads.items()):
         if last is None or branch in github:
             continue
-        if not _move(session, repository_id, branch, known, None):
-            result.raced.append(branch)
-            continue
         if known.first_pass:
-            result.adopted += 1
+            if _move(session, repository_id, branch, known, None):
+                result.adopted += 1
+            continue
+        if not _still(session, repository_id, branch, known):
+            result.raced.append(branch)
             continue
         result.recovered.append(_recover_deletion(session, repository, branch, last))
     if known.first_pass:
@@ -275,6 +276,18 @@ def _move(session: Session, repository_id: int, branch: str, known: Known, sha: 
     )
 
 
+def _still(session: Session, repository_id: int, branch: str, known: Known) -> bool:
+    """Locks the branch's head and tells whether it is still what was read before asking
+    GitHub: a webhook that moved it meanwhile has the last word."""
+    return heads.lock_head(
+        session,
+        repository_id,
+        branch,
+        expected=known.heads.get(branch),
+        known=branch in known.heads,
+    )
+
+
 def _push_values(
     repository: Repository, branch: str, before: str | None, after: str, *, deleted: bool
 ) -> PushValues:
@@ -294,6 +307,8 @@ def _push_values(
         head_commit_message=None,
         decision=PushDecision.DELETED if deleted else PushDecision.BUILT,
         source=PushSource.RECONCILER,
+        # Seen now: it happened before, but after every push Cartridge knew of on the branch.
+        pushed_at=utcnow(),
     )
 
 
@@ -302,7 +317,6 @@ def _recover_push(
 ) -> RecoveredPush:
     push = _push_values(repository, branch, before, sha, deleted=False)
     queued = queue_push(session, repository, push)
-    heads.attach_push(session, repository.id, branch, queued.push_id)
     return RecoveredPush(
         branch,
         push["before_sha"],
@@ -317,6 +331,5 @@ def _recover_deletion(
     session: Session, repository: Repository, branch: str, before: str
 ) -> RecoveredPush:
     push = _push_values(repository, branch, before, ZERO_SHA, deleted=True)
-    push_id = record_push(session, push)
-    heads.attach_push(session, repository.id, branch, push_id)
+    push_id = record_push(session, push).push_id
     return RecoveredPush(branch, before, ZERO_SHA, push_id, deleted=True)

@@ -17,7 +17,6 @@ from urllib.parse import parse_qs
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.builds import heads
 from app.builds.queueing import PushValues, branch_is_built, queue_push, record_push
 from app.config import Settings, get_settings
 from app.errors import BadRequest, Unauthorized
@@ -227,27 +226,21 @@ def _receive_push(
         return result
     push = _push_values(repository, event, plan, delivery_pk)
     if plan.decision is not PushDecision.BUILT:
-        push_id = record_push(session, push)
-        _move_head(session, push, push_id)
-        return result.model_copy(update={"push_id": push_id})
+        return result.model_copy(update={"push_id": record_push(session, push).push_id})
     queued = queue_push(session, repository, push)
-    _move_head(session, push, queued.push_id)
+    if queued.decision is PushDecision.SUPERSEDED:
+        detail = "older than the branch's head: recorded in its history, not built"
+        return result.model_copy(update={"push_id": queued.push_id, "detail": detail})
     return result.model_copy(
         update={
             "push_id": queued.push_id,
             "build_id": queued.build_id,
             "build_status": queued.status,
             "build_attempt": queued.attempt,
-            "detail": f"build {queued.action.value}",
+            "detail": f"build {queued.action.value}" if queued.action else None,
             "superseded_build_ids": queued.superseded_build_ids,
         }
     )
-
-
-def _move_head(session: Session, push: PushValues, push_id: int) -> None:
-    if push["branch"] is not None:
-        sha = None if push["deleted"] else push["after_sha"]
-        heads.record_push_head(session, push["repository_id"], push["branch"], sha, push_id)
 
 
 def _auto_registers(full_name: str, settings: Settings) -> bool:
@@ -314,6 +307,7 @@ def _push_values(
         head_commit_message=message[:1000] if message else None,
         decision=plan.decision,
         source=PushSource.WEBHOOK,
+        pushed_at=event.repository.pushed_time,
     )
 
 

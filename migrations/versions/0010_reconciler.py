@@ -1,7 +1,9 @@
-"""The reconciler: known branch heads, each repository's last reconciliation and branch listing,
-passes of the reconciler, redeliveries asked of GitHub, and how each push was learned of.
+"""The reconciler and the order of a branch's history: known branch heads, each repository's
+last reconciliation and branch listing, passes of the reconciler, redeliveries asked of GitHub,
+how each push was learned of, and each push's place in its branch's history.
 
-Known heads start as each branch's latest recorded push.
+Existing pushes keep the order they were received in (position = id); known heads start as each
+branch's latest recorded push.
 
 Revision ID: 0010
 Revises: 0009
@@ -28,6 +30,24 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("source", sa.String(length=20), server_default="webhook", nullable=False)
         )
+        batch.add_column(sa.Column("position", sa.BigInteger(), nullable=True))
+        batch.add_column(
+            sa.Column("linked", sa.Boolean(), server_default=sa.true(), nullable=False)
+        )
+        batch.add_column(sa.Column("pushed_at", TIMESTAMP, nullable=True))
+    op.execute("UPDATE pushes SET position = id WHERE branch IS NOT NULL")
+    op.create_index(
+        "ix_pushes_branch_history",
+        "pushes",
+        ["repository_id", "branch", "position", "id"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_pushes_continuations",
+        "pushes",
+        ["repository_id", "branch", "before_sha"],
+        unique=False,
+    )
     recovered = sa.text("source = 'reconciler'")
     op.create_index(
         "ix_pushes_recovered",
@@ -43,6 +63,7 @@ def upgrade() -> None:
         sa.Column("branch", sa.String(length=500), nullable=False),
         sa.Column("sha", sa.String(length=40), nullable=True),
         sa.Column("push_id", ID, nullable=True),
+        sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", TIMESTAMP, nullable=False),
         sa.ForeignKeyConstraint(
             ["repository_id"],
@@ -58,10 +79,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("repository_id", "branch", name=op.f("pk_branch_heads")),
     )
+    op.create_index("ix_branch_heads_sha", "branch_heads", ["repository_id", "sha"], unique=False)
     op.execute(
-        "INSERT INTO branch_heads (repository_id, branch, sha, push_id, updated_at) "
+        "INSERT INTO branch_heads (repository_id, branch, sha, push_id, position, updated_at) "
         "SELECT p.repository_id, p.branch, CASE WHEN p.deleted THEN NULL ELSE p.after_sha END, "
-        "p.id, p.received_at FROM pushes p WHERE p.branch IS NOT NULL AND p.id = "
+        "p.id, p.id, p.received_at FROM pushes p WHERE p.branch IS NOT NULL AND p.id = "
         "(SELECT max(q.id) FROM pushes q "
         "WHERE q.repository_id = p.repository_id AND q.branch = p.branch)"
     )
@@ -110,7 +132,13 @@ def downgrade() -> None:
     op.drop_table("hook_redeliveries")
     op.drop_table("reconciler_runs")
     op.drop_table("repository_reconciliations")
+    op.drop_index("ix_branch_heads_sha", table_name="branch_heads")
     op.drop_table("branch_heads")
     op.drop_index("ix_pushes_recovered", table_name="pushes")
+    op.drop_index("ix_pushes_continuations", table_name="pushes")
+    op.drop_index("ix_pushes_branch_history", table_name="pushes")
     with op.batch_alter_table("pushes") as batch:
+        batch.drop_column("pushed_at")
+        batch.drop_column("linked")
+        batch.drop_column("position")
         batch.drop_column("source")
