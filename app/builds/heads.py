@@ -17,9 +17,9 @@ one branch are placed one at a time:
    placed before the head; any other is the new head, as the last one Cartridge learned of. The
    reconciler settles it against GitHub's branch heads.
 
-A push whose predecessor is not in the history yet (the branch's first push when it does not
-create the branch, a push placed by rule 5) is `linked` false: rule 3 places it again once the
-chain reaches the commit it replaced, and rule 4 links it once its predecessor arrives.
+A push whose predecessor (the push that made its `before` the head) is not in the history yet is
+`linked` false: rule 3 places it again once the chain reaches the commit it replaced, and rule 4
+links it once its predecessor arrives.
 
 A push that is not the head never supersedes newer builds and never becomes latest green over a
 newer green one: superseding and latest green follow `position`, not arrival.
@@ -32,7 +32,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import BigInteger, Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import dialect_insert
@@ -133,6 +133,9 @@ def lock_head(
 ZERO_SHA = "0" * 40
 # A chain walked forward stops after this many pushes (a cycle of force pushes cannot loop).
 MAX_WALK = 10_000
+# Places in a branch's history are this far apart, so that pushes arriving late fit in between
+# the pushes around them (twenty late pushes nested in one gap before places are shared).
+GAP = 2**20
 
 
 @dataclass(frozen=True)
@@ -172,24 +175,53 @@ def place(
     head = _locked_head(session, repository_id, branch)
     target = None if after == ZERO_SHA else after
     if head is None:
-        return _walk(session, repository_id, branch, target, 1, linked=before == ZERO_SHA)
+        return _walk(session, repository_id, branch, target, GAP, linked=before == ZERO_SHA)
     copy = _copy_position(session, repository_id, branch, before, after)
     if copy is not None or target == head.sha:
         position = copy if copy is not None else head.position
         return Placement(position, True, False, head.sha, head.position)
     if before == head.sha or (head.sha is None and before == ZERO_SHA):
-        return _walk(session, repository_id, branch, target, head.position + 1, linked=True)
+        return _walk(session, repository_id, branch, target, head.position + GAP, linked=True)
     continued = _continuation_position(session, repository_id, branch, after, head.position)
     if continued is not None:
+        below = _predecessor_position(session, repository_id, branch, before, continued)
+        placement = None
+        if below is None and before != ZERO_SHA:
+            found = _predecessor_position(session, repository_id, branch, before, None)
+            if found is not None:
+                # Its predecessor sits above its continuation: stretches of the chain were
+                # placed while it was broken. If the chain through this push reaches the head,
+                # it is placed again from here up, in the chain's order.
+                walk = _walk(
+                    session, repository_id, branch, target, head.position + GAP, linked=True
+                )
+                if walk.head_sha == head.sha:
+                    placement = walk
         # Its continuations now have their predecessor in the history.
         session.connection().execute(
             _LINK_CONTINUATIONS,
             {"of_repository": repository_id, "of_branch": branch, "from_sha": after},
         )
-        return Placement(continued - 1, True, False, head.sha, head.position)
+        if placement is not None:
+            return placement
+        position = _between(below, continued)
+        return Placement(position, below is not None, False, head.sha, head.position)
+    starts = before == ZERO_SHA
     if pushed_at is not None and head.pushed_at is not None and pushed_at < head.pushed_at:
-        return Placement(head.position - 1, False, False, head.sha, head.position)
-    return _walk(session, repository_id, branch, target, head.position + 1, linked=False)
+        return Placement(head.position - 1, starts, False, head.sha, head.position)
+    return _walk(session, repository_id, branch, target, head.position + GAP, linked=starts)
+
+
+def _between(below: int | None, above: int) -> int:
+    """A place after `below` (the push this one continued from, if recorded) and before
+    `above`, as close to `above` as possible when its predecessor is unknown (what lies below
+    may be older history). When there is no room left, the push shares its predecessor's place:
+    ties are broken by arrival, and it arrived after the push it continued from was recorded."""
+    if below is None:
+        return above - 1
+    if above - below >= 2:
+        return below + (above - below) // 2
+    return below
 
 
 def settle(
@@ -226,25 +258,28 @@ def _walk(
     *,
     linked: bool,
 ) -> Placement:
-    """The push becomes the head at `position`; then each push recorded earlier whose `before`
-    is the head and whose place was never told from the chain follows it."""
+    """The push becomes the head at `position`; then the pushes recorded earlier that continue
+    the chain from it follow: first one whose place was never told from the chain (`linked`
+    false), then, from there on, the pushes that were recorded after it in its own stretch of
+    the chain (a higher position), each placed above the last."""
     walked: list[tuple[int, int]] = []
     head_sha, head_position = sha, position
+    stretch_position: int | None = None  # the walked push's old place, once there is one
     seen: set[int] = set()
     while head_sha is not None and len(walked) < MAX_WALK:
-        row = (
-            session.connection()
-            .execute(
-                _NEXT_UNLINKED,
-                {"of_repository": repository_id, "of_branch": branch, "from_sha": head_sha},
-            )
-            .first()
-        )
+        params = {
+            "of_repository": repository_id,
+            "of_branch": branch,
+            "from_sha": head_sha,
+            "above": stretch_position,
+        }
+        row = session.connection().execute(_NEXT_IN_CHAIN, params).first()
         if row is None or row.id in seen:
             break
         seen.add(row.id)
-        head_position += 1
+        head_position += GAP
         walked.append((row.id, head_position))
+        stretch_position = row.position
         head_sha = None if row.after_sha == ZERO_SHA else row.after_sha
     return Placement(position, linked, True, head_sha, head_position, tuple(walked))
 
@@ -277,6 +312,18 @@ def _copy_position(
 ) -> int | None:
     params = {"of_repository": repository_id, "of_branch": branch, "from_sha": before, "to": after}
     return session.connection().execute(_COPY, params).scalar()
+
+
+def _predecessor_position(
+    session: Session, repository_id: int, branch: str, before: str, above: int | None
+) -> int | None:
+    """The place of the push that made `before` the head, below `above` (anywhere: None); for
+    a push that created the branch, the bottom of the history."""
+    params = {"of_repository": repository_id, "of_branch": branch, "to": before, "above": above}
+    found = session.connection().execute(_PREDECESSOR, params).scalar()
+    if found is None and before == ZERO_SHA and above is not None:
+        return min(0, above - 2 * GAP)
+    return found
 
 
 def _continuation_position(
@@ -319,18 +366,31 @@ _COPY = (
     )
     .limit(1)
 )
+_PREDECESSOR = select(func.max(_pushes.c.position)).where(
+    *_on_branch,
+    _pushes.c.after_sha == bindparam("to"),
+    or_(
+        bindparam("above", type_=BigInteger()).is_(None),
+        _pushes.c.position < bindparam("above", type_=BigInteger()),
+    ),
+)
 _CONTINUATION = select(func.min(_pushes.c.position)).where(
     *_on_branch,
     _pushes.c.before_sha == bindparam("from_sha"),
     _pushes.c.position <= bindparam("head_position"),
 )
-# Of several, the one GitHub says was pushed last, then the one received last.
-_NEXT_UNLINKED = (
-    select(_pushes.c.id, _pushes.c.after_sha)
+# Of several, the one GitHub says was pushed last, then the one received last. With no
+# `above` (NULL), only unlinked pushes qualify: a linked one is the head's own history (a force
+# push back to an older commit must not walk forward into it again).
+_NEXT_IN_CHAIN = (
+    select(_pushes.c.id, _pushes.c.after_sha, _pushes.c.position)
     .where(
         *_on_branch,
         _pushes.c.before_sha == bindparam("from_sha"),
-        _pushes.c.linked.is_(False),
+        or_(
+            _pushes.c.linked.is_(False),
+            _pushes.c.position > bindparam("above", type_=BigInteger()),
+        ),
     )
     .order_by(_pushes.c.pushed_at.desc().nulls_last(), _pushes.c.id.desc())
     .limit(1)

@@ -164,13 +164,22 @@ def queue_push(session: Session, repository: Repository, push: PushValues) -> Qu
     branch = push["branch"]
     supersedes = branch is not None and _supersedes(repository, branch)
     moved = placement is None or placement.moved_head
-    if not moved and supersedes:
+    # The chain may run past this push at once, to pushes that arrived before it.
+    is_head = placement is None or (placement.moved_head and not placement.walked)
+    if supersedes and not is_head:
         found = _existing_build(session, repository.id, push["after_sha"])
         if found is None:
             stale = {**push, "decision": PushDecision.SUPERSEDED}
             recorded = record_push(session, stale, placement=placement)  # type: ignore[arg-type]
+            superseded = _settle_head(session, repository.id, branch, placement, recorded)
             return QueuedPush(
-                recorded.push_id, None, None, None, None, decision=PushDecision.SUPERSEDED
+                recorded.push_id,
+                None,
+                None,
+                None,
+                None,
+                superseded,
+                decision=PushDecision.SUPERSEDED,
             )
         build_id, status, attempt, action = found
     else:
@@ -178,11 +187,27 @@ def queue_push(session: Session, repository: Repository, push: PushValues) -> Qu
             session, repository.id, push["after_sha"], requeue=moved
         )
     recorded = record_push(session, push, build_id, placement=placement)
-    superseded: list[int] = []
-    if supersedes and placement is not None and placement.moved_head:
-        assert branch is not None
-        superseded = _cancel_below_head(session, repository.id, branch, placement, recorded)
+    superseded = _settle_head(session, repository.id, branch, placement, recorded)
     return QueuedPush(recorded.push_id, build_id, status, attempt, action, superseded)
+
+
+def _settle_head(
+    session: Session,
+    repository_id: int,
+    branch: str | None,
+    placement: heads.Placement | None,
+    recorded: RecordedPush,
+) -> list[int]:
+    """When the push moved the branch's head: the head's build is queued (again, if it was
+    cancelled while the chain was broken), and the builds below the head are cancelled."""
+    if branch is None or placement is None or not placement.moved_head:
+        return []
+    if placement.walked and placement.head_sha is not None:
+        _find_or_create_build(session, repository_id, placement.head_sha, requeue=True)
+    repository = session.get(Repository, repository_id)
+    if repository is None or not _supersedes(repository, branch):
+        return []
+    return _cancel_below_head(session, repository_id, branch, placement, recorded)
 
 
 def _cancel_below_head(
