@@ -3,6 +3,7 @@ GitHub did not change costs nothing and writes nothing, a thousand repositories 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -23,8 +24,10 @@ from app.models import (
     RepositoryReconciliation,
 )
 from app.reconcile.runs import PassResult
+from tests.conftest import WEBHOOK_SECRET
 from tests.reconcile.conftest import Counts, builds, pushes, sha
 from tests.support.fake_github import FakeGitHub
+from tests.support.github import push_payload, webhook_headers
 
 Reconcile = Callable[[], PassResult]
 
@@ -315,3 +318,35 @@ def test_only_one_pass_runs_at_a_time(
     session.add(ReconcilerRun(running=True))
     session.commit()
     assert reconcile().skipped == "another pass is running"
+
+
+def test_a_broken_chain_is_settled_against_github(
+    github: FakeGitHub, reconcile: Reconcile, make_repository, session: Session, client
+) -> None:  # type: ignore[no-untyped-def]
+    repository = _register(make_repository, github)
+    reconcile()
+    commits = [sha(n, "chain") for n in range(1, 4)]
+    github.set_branches("octo/app", {"main": sha(0), "topic": commits[2]})
+    payloads = [
+        push_payload("octo/app", ref="refs/heads/topic", before=before, after=after)
+        for before, after in zip(["0" * 40, *commits[:2]], commits, strict=True)
+    ]
+    for payload in (payloads[2], payloads[0]):  # the middle push never arrives
+        body = json.dumps(payload).encode()
+        headers = webhook_headers("push", body, WEBHOOK_SECRET)
+        assert client.post("/webhooks/github", content=body, headers=headers).status_code == 200
+    session.expire_all()
+    head = session.get(KnownBranchHead, (repository.id, "topic"))
+    assert head is not None
+    assert head.sha == commits[0]  # the newest known head: the last one received
+
+    result = reconcile()
+
+    assert result.recovered_pushes == 1
+    session.expire_all()
+    head = session.get(KnownBranchHead, (repository.id, "topic"))
+    assert head is not None
+    assert head.sha == commits[2]
+    by_sha = {b.sha: b for b in builds(session)}
+    assert by_sha[commits[2]].status == BuildStatus.QUEUED  # queued again: it is the head
+    assert by_sha[commits[0]].status == BuildStatus.CANCELLED
