@@ -37,6 +37,10 @@ celery_app.conf.beat_schedule = {
         "task": "cartridge.reconcile.schedule",
         "schedule": settings.reconcile_interval_seconds,
     },
+    "prune-old-rows": {
+        "task": "cartridge.rows.prune",
+        "schedule": settings.row_retention_interval_seconds,
+    },
     "check-registry-replicas": {
         "task": "cartridge.registries.check",
         "schedule": settings.registry_health_interval_seconds,

@@ -1,6 +1,6 @@
 """Every table, one module each. Importing this package registers them all on `Base.metadata`."""
 
-from app.models.api_token import ApiToken
+from app.models.api_token import ApiToken, TokenScope
 from app.models.base import Base
 from app.models.branch_head import KnownBranchHead
 from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
@@ -48,5 +48,6 @@ __all__ = [
     "RepositoryReconciliation",
     "SendState",
     "StatusPost",
+    "TokenScope",
     "WebhookDelivery",
 ]

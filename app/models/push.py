@@ -54,6 +54,8 @@ class Push(Base):
             postgresql_where=text(_RECOVERED_PREDICATE),
             sqlite_where=text(_RECOVERED_PREDICATE),
         ),
+        # Retention deletes old deliveries, which sets this column to NULL where it matches.
+        Index("ix_pushes_webhook_delivery_id", "webhook_delivery_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
