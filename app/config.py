@@ -149,6 +149,22 @@ class Settings(BaseSettings):
     # How often the periodic job re-sends statuses whose retry is due (or whose message was lost).
     github_status_redrive_seconds: float = 60.0
 
+    # The reconciler: how often it compares every repository's branch heads with GitHub's.
+    reconcile_interval_seconds: float = Field(default=300.0, gt=0)
+    # Each pass starts up to this much later than its schedule, so installations sharing a
+    # GitHub App do not all ask at once.
+    reconcile_jitter_seconds: float = Field(default=30.0, ge=0)
+    # A pass stops while fewer requests than this remain in the credential's hourly budget,
+    # leaving them to commit statuses.
+    reconcile_rate_limit_reserve: int = Field(default=500, ge=0)
+    # A pass that has not finished after this long is taken as dead (its worker was lost).
+    reconcile_run_lease_seconds: float = 1800.0
+    # As a GitHub App: redeliver failed hook deliveries of this many days back (GitHub keeps 3).
+    reconcile_deliveries_days: float = Field(default=3.0, gt=0, le=7)
+    reconcile_max_redelivery_requests: int = Field(default=3, ge=1)
+    # GitHub asks integrations to wait a second between mutating requests.
+    github_mutation_interval_seconds: float = Field(default=1.0, ge=0)
+
     @property
     def github_app_configured(self) -> bool:
         has_key = self.github_app_private_key is not None or self.github_app_private_key_path

@@ -66,6 +66,19 @@ class ErrorCode(StrEnum):
         "The token's scope does not allow this; details name the scope needed.",
     )
     TOKEN_NOT_FOUND = "token_not_found", 404, "No token has that id."
+
+    # Reconciling with GitHub
+    GITHUB_FAILED = "github_failed", 502, "GitHub refused or failed to list the branches."
+    GITHUB_NOT_CONFIGURED = (
+        "github_not_configured",
+        503,
+        "Cartridge has no GitHub credentials (CARTRIDGE_GITHUB_TOKEN or a GitHub App).",
+    )
+    GITHUB_RATE_LIMITED = (
+        "github_rate_limited",
+        503,
+        "GitHub asked Cartridge to wait; details.retry_at says until when.",
+    )
     SECRET_UNDECRYPTABLE = (
         "secret_undecryptable",
         500,
@@ -295,6 +308,10 @@ class UnsupportedMediaType(ApiError):
 
 class ServerError(ApiError):
     status_code = 500
+
+
+class BadGateway(ApiError):
+    status_code = 502
 
 
 class ServiceUnavailable(ApiError):

@@ -16,6 +16,7 @@ from app.db import session_scope
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
+from app.reconcile.router import router as reconcile_router
 from app.registries.declared import sync_declared
 from app.registries.router import proxies_router
 from app.registries.router import router as registries_router
@@ -39,7 +40,14 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
-    routers = (repos_router, builds_router, images_router, registries_router, proxies_router)
+    routers = (
+        repos_router,
+        reconcile_router,
+        builds_router,
+        images_router,
+        registries_router,
+        proxies_router,
+    )
     for router in (*routers, tokens_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)

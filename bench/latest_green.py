@@ -91,18 +91,19 @@ def fill(dsn: str, builds: int, repos: int) -> dict[str, int]:
             LATERAL (SELECT abs(hashtext(g || 'b')) % 100 AS pick) AS branch_pick
         """,  # noqa: S608
         """
-        INSERT INTO pushes (id, repository_id, ref, branch, before_sha, after_sha, forced,
-            created, deleted, pusher, build_id, decision, received_at)
-        SELECT 2 * b.build_id, b.repository_id, 'refs/heads/' || b.branch, b.branch,
+        INSERT INTO pushes (id, position, repository_id, ref, branch, before_sha, after_sha,
+            forced, created, deleted, pusher, build_id, decision, received_at)
+        SELECT 2 * b.build_id, 2 * b.build_id, b.repository_id, 'refs/heads/' || b.branch, b.branch,
             repeat('0', 40), builds.sha, false, false, false, 'octocat', b.build_id, 'built',
             builds.queued_at
         FROM bench_branch b JOIN builds ON builds.id = b.build_id
         """,
         # 1 % of pushes are followed by a force push back to the repository's build 50 earlier.
         f"""
-        INSERT INTO pushes (id, repository_id, ref, branch, before_sha, after_sha, forced,
-            created, deleted, pusher, build_id, decision, received_at)
-        SELECT 2 * b.build_id + 1, b.repository_id, 'refs/heads/' || b.branch, b.branch,
+        INSERT INTO pushes (id, position, repository_id, ref, branch, before_sha, after_sha,
+            forced, created, deleted, pusher, build_id, decision, received_at)
+        SELECT 2 * b.build_id + 1, 2 * b.build_id + 1, b.repository_id,
+            'refs/heads/' || b.branch, b.branch,
             builds.sha, older.sha, true, false, false, 'octocat', older.id, 'built',
             builds.queued_at
         FROM bench_branch b
@@ -112,9 +113,10 @@ def fill(dsn: str, builds: int, repos: int) -> dict[str, int]:
         """,  # noqa: S608
         # 3 % of feature pushes are followed by the branch's deletion (later pushes revive it).
         """
-        INSERT INTO pushes (id, repository_id, ref, branch, before_sha, after_sha, forced,
-            created, deleted, pusher, build_id, decision, received_at)
-        SELECT 2 * b.build_id + 1, b.repository_id, 'refs/heads/' || b.branch, b.branch,
+        INSERT INTO pushes (id, position, repository_id, ref, branch, before_sha, after_sha,
+            forced, created, deleted, pusher, build_id, decision, received_at)
+        SELECT 2 * b.build_id + 1, 2 * b.build_id + 1, b.repository_id,
+            'refs/heads/' || b.branch, b.branch,
             builds.sha, repeat('0', 40), false, false, true, 'octocat', NULL, 'deleted',
             builds.queued_at
         FROM bench_branch b JOIN builds ON builds.id = b.build_id

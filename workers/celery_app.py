@@ -17,6 +17,7 @@ celery_app.conf.include = [
     "workers.builds",
     "workers.statuses",
     "workers.replication",
+    "workers.reconcile",
     "workers.retention",
 ]
 celery_app.conf.beat_schedule = {
@@ -31,6 +32,10 @@ celery_app.conf.beat_schedule = {
     "redrive-statuses": {
         "task": "cartridge.statuses.redrive",
         "schedule": settings.github_status_redrive_seconds,
+    },
+    "reconcile-branch-heads": {
+        "task": "cartridge.reconcile.schedule",
+        "schedule": settings.reconcile_interval_seconds,
     },
     "prune-old-rows": {
         "task": "cartridge.rows.prune",

@@ -122,10 +122,12 @@ class BranchHead:
 def latest_green_statement(
     repository_id: int | SQLColumnExpression[int], branch: str | SQLColumnExpression[str]
 ) -> Select:
-    """The newest push on the branch that either deleted it or points at a succeeded build.
+    """The newest push on the branch, in its history's order (`pushes.position`, not arrival),
+    that either deleted it or points at a succeeded build.
 
-    One backward walk of the (repository_id, branch, id) index that stops at the first hit, so
-    the cost depends on how many pushes since the last green one, not on the branch's history.
+    One backward walk of the (repository_id, branch, position, id) index that stops at the first
+    hit, so the cost depends on how many pushes since the last green one, not on the branch's
+    history.
     """
     return (
         select(
@@ -145,13 +147,14 @@ def latest_green_statement(
         .where(
             Push.repository_id == repository_id,
             # `branch BETWEEN b AND b` is `branch = b`, spelled so the planner keeps the column
-            # in the sort order below, which only the (repository_id, branch, id) index yields.
-            # With an equality the order reduces to `id DESC`, and the planner may walk the whole
-            # primary key backwards looking for a branch that was last pushed long ago (or never).
+            # in the sort order below, which only the (repository_id, branch, position, id) index
+            # yields.
+            # With an equality the order reduces to `position DESC`, and the planner may walk
+            # another index backwards looking for a branch that was last pushed long ago (or never).
             Push.branch.between(branch, branch),
             or_(Push.deleted.is_(True), Build.status == BuildStatus.SUCCEEDED.value),
         )
-        .order_by(Push.branch.desc(), Push.id.desc())
+        .order_by(Push.branch.desc(), Push.position.desc(), Push.id.desc())
         .limit(1)
     )
 

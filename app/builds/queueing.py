@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from fnmatch import fnmatchcase
 from functools import cache
 from typing import Any, TypedDict
@@ -20,10 +21,19 @@ from sqlalchemy import Table, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.broker import BUILD_TASK
+from app.builds import heads
 from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
 from app.db import dialect_insert
-from app.models import Build, BuildStatus, Push, PushDecision, Repository
+from app.models import (
+    Build,
+    BuildStatus,
+    KnownBranchHead,
+    Push,
+    PushDecision,
+    PushSource,
+    Repository,
+)
 from app.models.base import utcnow
 from app.models.build import is_active
 from app.outbox.service import enqueue
@@ -39,7 +49,7 @@ class BuildAction(enum.StrEnum):
 
 
 class PushValues(TypedDict):
-    """The columns of a `pushes` row, but its build."""
+    """The columns of a `pushes` row, but its build and its place in the branch's history."""
 
     repository_id: int
     webhook_delivery_id: int | None
@@ -54,16 +64,26 @@ class PushValues(TypedDict):
     pusher: str | None
     head_commit_message: str | None
     decision: PushDecision
+    source: PushSource
+    pushed_at: datetime | None
 
 
 @dataclass(frozen=True)
 class QueuedPush:
     push_id: int
-    build_id: int
-    status: str
-    attempt: int
-    action: BuildAction
+    build_id: int | None  # None: older than the branch's head, not built for it
+    status: str | None
+    attempt: int | None
+    action: BuildAction | None
     superseded_build_ids: list[int] = field(default_factory=list)
+    decision: PushDecision = PushDecision.BUILT
+
+
+@dataclass(frozen=True)
+class RecordedPush:
+    push_id: int
+    placement: heads.Placement | None  # None: not a branch push
+    head_push_id: int | None
 
 
 # Statements are built once: building SQLAlchemy expressions costs more than running them.
@@ -93,38 +113,139 @@ def branch_is_built(repository: Repository, branch: str) -> bool:
     return not filters or matches_any(branch, filters)
 
 
-def record_push(session: Session, push: PushValues, build_id: int | None = None) -> int:
-    """Inserts a push row and returns its id. A Core INSERT: nothing in the session needs the
-    row as an object, so the unit of work would only add cost."""
-    push_id: int = (
-        session.connection().execute(_INSERT_PUSH, {**push, "build_id": build_id}).scalar_one()
+def place_push(session: Session, push: PushValues) -> heads.Placement | None:
+    """The push's place in its branch's history (`app.builds.heads`), which locks the branch's
+    head until the transaction ends; None for a tag or another ref."""
+    branch = push["branch"]
+    if branch is None:
+        return None
+    return heads.place(
+        session,
+        push["repository_id"],
+        branch,
+        before=push["before_sha"],
+        after=push["after_sha"],
+        pushed_at=push["pushed_at"],
     )
-    return push_id
+
+
+def record_push(
+    session: Session,
+    push: PushValues,
+    build_id: int | None = None,
+    *,
+    placement: heads.Placement | None = None,
+) -> RecordedPush:
+    """Inserts a push row in its branch's history and moves the branch's head as its place says
+    (placing it first unless `placement` is given). A Core INSERT: nothing in the session needs
+    the row as an object, so the unit of work would only add cost."""
+    if placement is None:
+        placement = place_push(session, push)
+    values: dict[str, Any] = {**push, "build_id": build_id, "position": None, "linked": True}
+    if placement is not None:
+        values.update(position=placement.position, linked=placement.linked)
+    push_id: int = session.connection().execute(_INSERT_PUSH, values).scalar_one()
+    head_push_id = None
+    if placement is not None and push["branch"] is not None:
+        head_push_id = heads.settle(
+            session, push["repository_id"], push["branch"], push_id, placement
+        )
+    return RecordedPush(push_id, placement, head_push_id)
 
 
 def queue_push(session: Session, repository: Repository, push: PushValues) -> QueuedPush:
     """Records `push` with the build of its SHA, creating or re-queueing that build when needed,
-    then cancels the branch's builds it supersedes."""
-    build_id, status, attempt, action = _find_or_create_build(
-        session, repository.id, push["after_sha"]
-    )
-    push_id = record_push(session, push, build_id)
-    superseded: list[int] = []
+    then cancels the branch's builds the branch's new head supersedes.
+
+    A push older than the branch's head (it arrived late) is history: on a branch whose
+    superseded builds are cancelled it gets its SHA's build only if one exists, and cancels
+    nothing; elsewhere its SHA is built, but a cancelled build is not queued again for it."""
+    placement = place_push(session, push)
     branch = push["branch"]
-    if branch is not None and _supersedes(repository, branch):
-        superseded = cancel_superseded_builds(
-            session,
-            repository.id,
-            branch=branch,
-            push_id=push_id,
-            sha=push["after_sha"],
-            keep_build_id=build_id,
+    supersedes = branch is not None and _supersedes(repository, branch)
+    moved = placement is None or placement.moved_head
+    # The chain may run past this push at once, to pushes that arrived before it.
+    is_head = placement is None or (placement.moved_head and not placement.walked)
+    if supersedes and not is_head:
+        found = _existing_build(session, repository.id, push["after_sha"])
+        if found is None:
+            stale = {**push, "decision": PushDecision.SUPERSEDED}
+            recorded = record_push(session, stale, placement=placement)  # type: ignore[arg-type]
+            superseded = _settle_head(session, repository.id, branch, placement, recorded)
+            return QueuedPush(
+                recorded.push_id,
+                None,
+                None,
+                None,
+                None,
+                superseded,
+                decision=PushDecision.SUPERSEDED,
+            )
+        build_id, status, attempt, action = found
+    else:
+        build_id, status, attempt, action = _find_or_create_build(
+            session, repository.id, push["after_sha"], requeue=moved
         )
-    return QueuedPush(push_id, build_id, status, attempt, action, superseded)
+    recorded = record_push(session, push, build_id, placement=placement)
+    superseded = _settle_head(session, repository.id, branch, placement, recorded)
+    return QueuedPush(recorded.push_id, build_id, status, attempt, action, superseded)
+
+
+def _settle_head(
+    session: Session,
+    repository_id: int,
+    branch: str | None,
+    placement: heads.Placement | None,
+    recorded: RecordedPush,
+) -> list[int]:
+    """When the push moved the branch's head: the head's build is queued (again, if it was
+    cancelled while the chain was broken), and the builds below the head are cancelled."""
+    if branch is None or placement is None or not placement.moved_head:
+        return []
+    if placement.walked and placement.head_sha is not None:
+        _find_or_create_build(session, repository_id, placement.head_sha, requeue=True)
+    repository = session.get(Repository, repository_id)
+    if repository is None or not _supersedes(repository, branch):
+        return []
+    return _cancel_below_head(session, repository_id, branch, placement, recorded)
+
+
+def _cancel_below_head(
+    session: Session,
+    repository_id: int,
+    branch: str,
+    placement: heads.Placement,
+    recorded: RecordedPush,
+) -> list[int]:
+    head_sha = placement.head_sha
+    if head_sha is None:  # a deletion: nothing to build on the branch any more
+        keep_build_id = 0
+    else:
+        head_build = _existing_build(session, repository_id, head_sha)
+        keep_build_id = head_build[0] if head_build is not None else 0
+    return cancel_superseded_builds(
+        session,
+        repository_id,
+        branch=branch,
+        head_position=placement.head_position,
+        push_id=recorded.head_push_id or recorded.push_id,
+        sha=head_sha or "deleted",
+        keep_build_id=keep_build_id,
+    )
+
+
+def _existing_build(
+    session: Session, repository_id: int, sha: str
+) -> tuple[int, str, int, BuildAction] | None:
+    params = {"repository_id": repository_id, "sha": sha}
+    row = session.connection().execute(_SELECT_BUILD, params).first()
+    if row is None:
+        return None
+    return row.id, row.status, row.attempt, BuildAction.EXISTING
 
 
 def _find_or_create_build(
-    session: Session, repository_id: int, sha: str
+    session: Session, repository_id: int, sha: str, *, requeue: bool = True
 ) -> tuple[int, str, int, BuildAction]:
     params = {"repository_id": repository_id, "sha": sha}
     dialect = session.get_bind().dialect.name
@@ -134,8 +255,12 @@ def _find_or_create_build(
         record_status(session, created.id)
         return created.id, created.status, created.attempt, BuildAction.CREATED
     existing = session.connection().execute(_SELECT_BUILD, params).one()
-    if existing.status == BuildStatus.CANCELLED and start_new_attempt(
-        session, existing.id, attempt=existing.attempt, expected={BuildStatus.CANCELLED}
+    if (
+        requeue
+        and existing.status == BuildStatus.CANCELLED
+        and start_new_attempt(
+            session, existing.id, attempt=existing.attempt, expected={BuildStatus.CANCELLED}
+        )
     ):
         _enqueue_build(session, existing.id)
         return existing.id, BuildStatus.QUEUED.value, existing.attempt + 1, BuildAction.REQUEUED
@@ -178,11 +303,19 @@ def _supersedes(repository: Repository, branch: str) -> bool:
 
 
 def cancel_superseded_builds(
-    session: Session, repository_id: int, *, branch: str, push_id: int, sha: str, keep_build_id: int
+    session: Session,
+    repository_id: int,
+    *,
+    branch: str,
+    head_position: int,
+    push_id: int,
+    sha: str,
+    keep_build_id: int,
 ) -> list[int]:
-    """Cancels the queued or running builds of `branch` pushed before push `push_id` (of `sha`),
-    except the build that push points at and builds that are still the head of another branch or
-    a tag's build. Returns the ids it cancelled, oldest first.
+    """Cancels the queued or running builds of `branch` pushed before its head (at
+    `head_position` in the branch's history; push `push_id` of `sha`), except the head's build
+    and builds that are still the head of another branch or a tag's build. Returns the ids it
+    cancelled, oldest first.
 
     One conditional UPDATE finds and cancels them: it runs on every branch push. Like every
     transition, it moves only builds still in a status a cancel may leave, re-checked row by row
@@ -190,7 +323,8 @@ def cancel_superseded_builds(
     params = {
         "of_repository": repository_id,
         "branch": branch,
-        "before_push_id": push_id,
+        "head_position": head_position,
+        "by_push_id": push_id,
         "keep_build_id": keep_build_id,
         "reason": f"Superseded by {sha[:SHORT_SHA_LENGTH]}",
         "now": utcnow(),
@@ -204,8 +338,7 @@ def cancel_superseded_builds(
 
 def _superseded_candidates_query() -> Any:
     pushed_here = aliased(Push, name="pushed_here")
-    elsewhere = aliased(Push, name="elsewhere")
-    newer = aliased(Push, name="newer")
+    tagged = aliased(Push, name="tagged")
     repository_id: Any = bindparam("of_repository")
     branch: Any = bindparam("branch")
     # A build's pushes all belong to its repository, so the subqueries below key on build_id
@@ -216,29 +349,29 @@ def _superseded_candidates_query() -> Any:
         .where(
             pushed_here.build_id == Build.id,
             pushed_here.branch == branch,
-            pushed_here.id < bindparam("before_push_id"),
+            pushed_here.position < bindparam("head_position"),
         )
         .correlate(Build)
     )
-    # The head of a branch is its latest push (a deletion included, which ends its claim).
-    newer_on_that_branch = exists().where(
-        newer.repository_id == elsewhere.repository_id,
-        newer.branch == elsewhere.branch,
-        newer.id > elsewhere.id,
-    )
-    still_wanted_elsewhere = (
+    # Still wanted: the head of another branch (by the branches' known heads), or a tag's build.
+    head_elsewhere = (
         exists()
         .where(
-            elsewhere.build_id == Build.id,
-            (elsewhere.tag.is_not(None)) | ((elsewhere.branch != branch) & ~newer_on_that_branch),
+            KnownBranchHead.repository_id == Build.repository_id,
+            KnownBranchHead.sha == Build.sha,
+            KnownBranchHead.branch != branch,
         )
         .correlate(Build)
+    )
+    a_tags_build = (
+        exists().where(tagged.build_id == Build.id, tagged.tag.is_not(None)).correlate(Build)
     )
     return select(Build.id).where(
         Build.repository_id == repository_id,
         is_active(),
         was_pushed_to_branch,
-        ~still_wanted_elsewhere,
+        ~head_elsewhere,
+        ~a_tags_build,
     )
 
 
@@ -252,7 +385,7 @@ def _cancel_superseded_statement() -> Any:
         .values(
             status=BuildStatus.CANCELLED.value,
             cancel_reason=bindparam("reason", type_=builds.c.cancel_reason.type),
-            superseded_by_push_id=bindparam("before_push_id", type_=builds.c.id.type),
+            superseded_by_push_id=bindparam("by_push_id", type_=builds.c.id.type),
             finished_at=bindparam("now", type_=builds.c.finished_at.type),
         )
         .returning(builds.c.id)

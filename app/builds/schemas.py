@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.images.references import pull_reference
-from app.models import Build, BuildStatus, Image, Push
+from app.models import Build, BuildStatus, Image, Push, PushSource
 
 
 class BuildSummary(BaseModel):
@@ -51,6 +51,10 @@ class PushOut(BaseModel):
     created: bool
     deleted: bool
     pusher: str | None
+    source: PushSource = Field(
+        description="webhook: GitHub delivered it; reconciler: recovered from GitHub's branch "
+        "heads because no webhook told of it"
+    )
     received_at: datetime
 
     @classmethod
@@ -66,6 +70,7 @@ class PushOut(BaseModel):
             created=push.created,
             deleted=push.deleted,
             pusher=push.pusher,
+            source=push.source,
             received_at=push.received_at,
         )
 

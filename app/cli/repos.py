@@ -97,3 +97,28 @@ def repo_latest_green(api: ApiClient, as_json: bool, full_name: str, branch: str
     click.echo(f"image:     {image['reference'] if image else '-'}")
     for role, command in sorted(green["roles"].items()):
         click.echo(f"role {role}: {command}")
+
+
+@repo.command("sync")
+@click.argument("full_name")
+@api_command
+def repo_sync(api: ApiClient, as_json: bool, full_name: str) -> None:
+    """Compare FULL_NAME's branch heads with GitHub's now; build what no webhook told of."""
+    found = api.post(f"/repos/{full_name}/sync", {})
+    if as_json:
+        print_json(found)
+        return
+    click.echo(
+        f"{found['repository']}: {found['outcome']} ({found['branches']} branches, "
+        f"{found['requests']} requests to GitHub)"
+    )
+    for push in found["recovered"]:
+        if push["deleted"]:
+            click.echo(f"  {push['branch']}: deleted (was {push['before'][:7]})")
+        else:
+            build = f"build {push['build_id']} {push['build_status']}"
+            click.echo(f"  {push['branch']}: {push['before'][:7]} -> {push['after'][:7]}, {build}")
+    if found["adopted"]:
+        click.echo(f"  {found['adopted']} branch heads taken as known (first pass, not built)")
+    for branch in found["raced"]:
+        click.echo(f"  {branch}: moved by a webhook meanwhile; checked again next pass")

@@ -27,9 +27,13 @@ from app.models import (
     Build,
     BuildStatus,
     DeletionState,
+    HookRedelivery,
     ImageDeletion,
     OutboxMessage,
     ProxyHost,
+    Push,
+    PushSource,
+    ReconcilerRun,
     WebhookDelivery,
 )
 
@@ -61,6 +65,13 @@ class DatabaseCollector(Collector):
                     .select_from(OutboxMessage)
                     .where(OutboxMessage.dispatched_at.is_(None))
                 )
+                recovered = session.scalar(
+                    select(func.count())
+                    .select_from(Push)
+                    .where(Push.source == PushSource.RECONCILER.value)
+                )
+                redelivery_requests = session.scalar(select(func.sum(HookRedelivery.requests)))
+                last_pass = session.scalar(select(func.max(ReconcilerRun.finished_at)))
                 deletions = dict(
                     session.execute(
                         select(ImageDeletion.state, func.count()).group_by(ImageDeletion.state)
@@ -93,6 +104,21 @@ class DatabaseCollector(Collector):
             "cartridge_outbox_pending",
             "Jobs recorded but not yet sent to the broker.",
             value=pending or 0,
+        )
+        yield CounterMetricFamily(
+            "cartridge_recovered_pushes",
+            "Pushes the reconciler recorded because their webhook never arrived.",
+            value=recovered or 0,
+        )
+        yield CounterMetricFamily(
+            "cartridge_hook_redelivery_requests",
+            "Redeliveries of failed GitHub App hook deliveries asked of GitHub.",
+            value=redelivery_requests or 0,
+        )
+        yield GaugeMetricFamily(
+            "cartridge_reconciler_last_pass_timestamp_seconds",
+            "When the last reconciler pass finished (0: never).",
+            value=last_pass.timestamp() if last_pass else 0,
         )
         by_state = GaugeMetricFamily(
             "cartridge_image_deletions",

@@ -10,6 +10,7 @@ from app.api.deps import AdminToken, AppSettings, DbSession, ReadAccess
 from app.api.pagination import Page, decode_cursor, page_of, page_size
 from app.api.responses import errors
 from app.errors import ErrorCode
+from app.reconcile import queries as reconciliations
 from app.repos import queries, service
 from app.repos.schemas import RepositoryCreate, RepositoryOut, RepositoryUpdate
 
@@ -35,12 +36,15 @@ def list_repositories(
     size = page_size(limit, settings)
     after = str(decode_cursor(cursor, str)) if cursor else None
     rows = queries.list_page(session, after=after, limit=size + 1)
-    return page_of([RepositoryOut.of(row) for row in rows], size, lambda repo: repo.full_name)
+    last = reconciliations.reconciliations_of(session, [row.id for row in rows])
+    items = [RepositoryOut.of(row, last.get(row.id)) for row in rows]
+    return page_of(items, size, lambda repo: repo.full_name)
 
 
 @router.get("/repos/{owner}/{name}", responses=errors(ErrorCode.REPOSITORY_NOT_FOUND))
 def get_repository(owner: str, name: str, session: DbSession, _access: ReadAccess) -> RepositoryOut:
-    return RepositoryOut.of(service.get(session, f"{owner}/{name}"))
+    repository = service.get(session, f"{owner}/{name}")
+    return RepositoryOut.of(repository, reconciliations.reconciliation_of(session, repository.id))
 
 
 @router.patch("/repos/{owner}/{name}", responses=errors(ErrorCode.REPOSITORY_NOT_FOUND))
@@ -48,4 +52,5 @@ def configure_repository(
     owner: str, name: str, body: RepositoryUpdate, session: DbSession, _token: AdminToken
 ) -> RepositoryOut:
     repository = service.get(session, f"{owner}/{name}")
-    return RepositoryOut.of(service.configure(session, repository, body))
+    configured = service.configure(session, repository, body)
+    return RepositoryOut.of(configured, reconciliations.reconciliation_of(session, repository.id))

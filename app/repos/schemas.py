@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from app.models import Repository
+from app.models import Repository, RepositoryReconciliation
+from app.reconcile.schemas import LastReconciliation
 
 # GitHub: owners are alphanumerics and single hyphens (<= 39), names alphanumerics, '.', '-', '_'.
 FULL_NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$"
@@ -132,11 +133,16 @@ class RepositoryOut(BaseModel):
     cancel_superseded: bool
     protected_branches: list[str] | None
     effective_protected_branches: list[str]
+    last_reconciliation: LastReconciliation | None = Field(
+        default=None, description="The reconciler's last comparison with GitHub's branch heads"
+    )
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def of(cls, repository: Repository) -> RepositoryOut:
+    def of(
+        cls, repository: Repository, reconciliation: RepositoryReconciliation | None = None
+    ) -> RepositoryOut:
         return cls(
             id=repository.id,
             full_name=repository.full_name,
@@ -152,6 +158,7 @@ class RepositoryOut(BaseModel):
             cancel_superseded=repository.cancel_superseded,
             protected_branches=repository.protected_branches,
             effective_protected_branches=repository.effective_protected_branches(),
+            last_reconciliation=LastReconciliation.of(reconciliation),
             created_at=repository.created_at,
             updated_at=repository.updated_at,
         )

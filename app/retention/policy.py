@@ -56,7 +56,8 @@ class ImageFacts:
 
 @dataclass(frozen=True)
 class PushFacts:
-    """A push of the repository, in received order (`push_id`)."""
+    """A push of the repository: `push_id` gives the received order, `position` its place in
+    its branch's history (`app.builds.heads`), which is the order that counts."""
 
     push_id: int
     branch: str | None
@@ -64,6 +65,7 @@ class PushFacts:
     build_id: int | None
     green: bool  # its build succeeded
     received_at: datetime
+    position: int | None = None
 
 
 @dataclass
@@ -100,7 +102,8 @@ def evaluate(
             verdict.kept_by.append(f"pulled in the last {policy.keep_pulled_days} days")
 
     by_branch: dict[str, list[PushFacts]] = defaultdict(list)
-    for push in sorted(pushes, key=lambda p: p.push_id):
+    # A branch's history in its own order, not the order GitHub delivered it in.
+    for push in sorted(pushes, key=lambda p: (p.position or p.push_id, p.push_id)):
         if push.branch is not None:
             by_branch[push.branch].append(push)
     for branch, history in by_branch.items():

@@ -46,12 +46,13 @@ def pushes(session: Session, repository_id: int) -> list[PushFacts]:
             Push.build_id,
             Build.status == BuildStatus.SUCCEEDED,
             Push.received_at,
+            Push.position,
         )
         .outerjoin(Build, Build.id == Push.build_id)
         .where(Push.repository_id == repository_id, Push.branch.is_not(None))
         .order_by(Push.id)
     )
-    return [PushFacts(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows]
+    return [PushFacts(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
 
 def mark_deleting(session: Session, image_id: int, now: datetime) -> bool:

@@ -6,6 +6,7 @@ or ISO strings, fields older payloads lack) is ignored rather than validated.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -28,6 +29,21 @@ class RepositoryRef(_Lenient):
     full_name: FullName
     clone_url: str | None = None
     default_branch: str | None = None
+    # Push payloads give the time of the push in epoch seconds (other events: an ISO string).
+    pushed_at: int | float | str | None = None
+
+    @property
+    def pushed_time(self) -> datetime | None:
+        value = self.pushed_at
+        try:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return datetime.fromtimestamp(value, UTC)
+            if isinstance(value, str) and value:
+                parsed = datetime.fromisoformat(value)
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        except (ValueError, OverflowError, OSError):
+            return None
+        return None
 
 
 class Pusher(_Lenient):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.builds.queueing import PushValues, branch_is_built, queue_push, record_push
 from app.config import Settings, get_settings
 from app.errors import BadRequest, ErrorCode, Unauthorized
-from app.models import DeliveryOutcome, PushDecision, Repository
+from app.models import DeliveryOutcome, PushDecision, PushSource, Repository
 from app.repos.queries import find_by_full_name
 from app.webhooks import queries
 from app.webhooks.payloads import check_depth, check_text, named_repositories
@@ -261,15 +261,18 @@ def _receive_push(
         return result
     push = _push_values(repository, event, plan, delivery_pk)
     if plan.decision is not PushDecision.BUILT:
-        return result.model_copy(update={"push_id": record_push(session, push)})
+        return result.model_copy(update={"push_id": record_push(session, push).push_id})
     queued = queue_push(session, repository, push)
+    if queued.decision is PushDecision.SUPERSEDED:
+        detail = "older than the branch's head: recorded in its history, not built"
+        return result.model_copy(update={"push_id": queued.push_id, "detail": detail})
     return result.model_copy(
         update={
             "push_id": queued.push_id,
             "build_id": queued.build_id,
             "build_status": queued.status,
             "build_attempt": queued.attempt,
-            "detail": f"build {queued.action.value}",
+            "detail": f"build {queued.action.value}" if queued.action else None,
             "superseded_build_ids": queued.superseded_build_ids,
         }
     )
@@ -338,6 +341,8 @@ def _push_values(
         pusher=pusher[:255] if pusher else None,
         head_commit_message=message[:1000] if message else None,
         decision=plan.decision,
+        source=PushSource.WEBHOOK,
+        pushed_at=event.repository.pushed_time,
     )
 
 

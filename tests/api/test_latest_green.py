@@ -165,6 +165,6 @@ def test_latest_green_query_walks_the_branch_index(
             dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
         )
         plan = "\n".join(session.execute(text(f"EXPLAIN {sql}")).scalars())
-        assert "ix_pushes_repository_branch_order" in plan, plan
+        assert "ix_pushes_branch_history" in plan, plan
         assert "pk_pushes" not in plan, plan
     session.rollback()

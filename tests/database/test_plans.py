@@ -18,7 +18,7 @@ def test_superseding_reads_the_active_builds_index(session: Session, make_reposi
     from app.builds.queueing import _superseded_candidates_query
 
     repository = make_repository("octo/app")
-    params = {"of_repository": repository.id, "branch": "main", "before_push_id": 10**9}
+    params = {"of_repository": repository.id, "branch": "main", "head_position": 10**9}
     statement = (
         _superseded_candidates_query()
         .params(**params)

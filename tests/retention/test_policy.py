@@ -111,3 +111,16 @@ def test_repository_overrides_replace_the_installation_policy() -> None:
 
     policy = RetentionPolicy.of(Settings(), {"keep_last": 50, "unknown": 3})
     assert (policy.keep_last, policy.keep_days) == (50, 30)
+
+
+def test_a_branchs_latest_green_follows_its_history_not_arrival() -> None:
+    images = [_image(n) for n in range(1, 4)]
+    # Push 3 arrived last but is the oldest commit of the branch's history.
+    pushes = [
+        _push(1, "topic", 1, position=2_000),
+        _push(2, "topic", 2, position=3_000),
+        _push(3, "topic", 3, position=1_000),
+    ]
+    kept = _kept(evaluate(images, pushes, RetentionPolicy(1, 30, 7, 14), NOW))
+    assert "latest green of topic" in kept[2]
+    assert "latest green of topic" not in kept[3]

@@ -56,6 +56,7 @@ def push_payload(
     deleted: bool = False,
     clone_url: str | None = None,
     pusher: str = "octocat",
+    pushed_at: int = 1795000000,
 ) -> dict[str, Any]:
     """A push payload shaped like GitHub's, for scenarios the recorded payloads lack."""
     after = ZERO_SHA if deleted else (after or uuid.uuid4().hex + "0" * 8)
@@ -97,7 +98,7 @@ def push_payload(
             "clone_url": clone_url or f"https://github.com/{full_name}.git",
             "default_branch": "main",
             "master_branch": "main",
-            "pushed_at": 1795000000,
+            "pushed_at": pushed_at,
             "created_at": 1700000000,
         },
         "pusher": {"name": pusher, "email": "octo@example.com"},

@@ -143,7 +143,11 @@ def test_a_superseded_sha_pushed_again_is_rebuilt_and_supersedes_in_turn(
     second = _send(deliver, "feature/x", SHA_B)["build_id"]
     assert _build(session, first).status == "cancelled"
 
-    reverted = _send(deliver, "feature/x", SHA_A)
+    # A force push back to the first commit names the head it overwrote.
+    payload = push_payload(
+        "octo/app", ref="refs/heads/feature/x", before=SHA_B, after=SHA_A, forced=True
+    )
+    reverted = deliver("push", payload).json()
 
     assert reverted["build_id"] == first
     assert (reverted["build_status"], reverted["build_attempt"]) == ("queued", 2)
