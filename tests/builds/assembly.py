@@ -28,11 +28,16 @@ def write_tree(root: Path, files: dict[str, str], executable: tuple[str, ...] = 
 
 
 def assemble(
-    checkout: Path, settings: Settings, *, base_image: str, tag: str | None = None
+    checkout: Path,
+    settings: Settings,
+    *,
+    base_image: str,
+    tag: str | None = None,
+    out: io.StringIO | None = None,
 ) -> tuple[AssembledImage, str]:
-    """Builds `checkout`; returns the image and the log."""
+    """Builds `checkout`; returns the image and the log (also written to `out`)."""
     api = docker_api(settings.docker_host)
-    out = io.StringIO()
+    out = out if out is not None else io.StringIO()
     image = assemble_image(
         ImageSource(
             checkout=checkout,

@@ -82,10 +82,48 @@ def test_loose_json_is_refused_with_the_dialect_in_the_message(raw: str) -> None
         ('{"web": {"command": "x", "stop_signal": "QUITE"}}', "not 'QUITE'"),
         ('{"web": {"command": "x", "stop_signal": 3}}', "must be a signal name, one of ABRT"),
         ('{"web": {"command": "x", "stop_signal": "quit"}}', "not 'quit'"),
+        ('{"web": {"command": "x", "smoke": 8000}}', "the smoke check of role 'web' must be an"),
+        ('{"web": {"command": "x", "smoke": {}}}', 'needs exactly one of "http" and "exec"'),
+        (
+            '{"web": {"command": "x", "smoke": {"http": 80, "exec": "y"}}}',
+            'needs exactly one of "http" and "exec"',
+        ),
+        ('{"web": {"command": "x", "smoke": {"http": "80"}}}', '"http" must be a TCP port'),
+        ('{"web": {"command": "x", "smoke": {"http": 70000}}}', '"http" must be a TCP port'),
+        (
+            '{"web": {"command": "x", "smoke": {"http": 80, "path": "healthz"}}}',
+            '"path" must start with "/"',
+        ),
+        ('{"web": {"command": "x", "smoke": {"exec": ""}}}', '"exec" must be a command line'),
+        (
+            '{"web": {"command": "x", "smoke": {"exec": "y", "within_seconds": 0}}}',
+            '"within_seconds" must be a number of seconds above 0 and at most 300',
+        ),
+        (
+            '{"web": {"command": "x", "smoke": {"exec": "y", "timeout": 3}}}',
+            "has the unknown key 'timeout'",
+        ),
     ],
 )
 def test_invalid_roles_say_what_to_change(raw: str, expected: str) -> None:
     assert expected in failure(raw)
+
+
+def test_a_smoke_check_is_stored_with_its_defaults() -> None:
+    roles = parse_roles(
+        b'{"web": {"command": "bin/server", "smoke": {"http": 8000, "path": "/healthz"}},'
+        b' "jobs": {"command": "bin/jobs", "smoke": {"exec": "bin/check", "within_seconds": 5}}}'
+    )
+    assert roles["web"].stored == {
+        "command": "bin/server",
+        "stop_signal": "TERM",
+        "smoke": {"http": 8000, "path": "/healthz", "within_seconds": 20.0},
+    }
+    assert roles["jobs"].stored == {
+        "command": "bin/jobs",
+        "stop_signal": "TERM",
+        "smoke": {"exec": "bin/check", "within_seconds": 5.0},
+    }
 
 
 def test_roles_json_must_be_utf8() -> None:

@@ -1,6 +1,7 @@
 """The steps shared by a build host and `cartridge build`: validate a checkout against the
-conventions and build its image on a Docker engine, launcher included. What comes before (a
-fetch, or a developer's working tree) and after (the push) is the caller's."""
+conventions, build its image on a Docker engine (launcher included) and run the roles' smoke
+checks. What comes before (a fetch, or a developer's working tree) and after (the push) is the
+caller's."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import Conventions, check_repository
 from workers.pipeline.image_build import build_image, ensure_base_image
 from workers.pipeline.launcher import find_launcher
+from workers.pipeline.smoke import run_smoke_checks
 from workers.pipeline.steplog import StepLog
 
 
@@ -77,6 +79,16 @@ def assemble_image(
             control=control,
         )
         labels = api.inspect_image(image_id)["Config"].get("Labels") or labels
+    control.check()
+    run_smoke_checks(
+        api,
+        image_id,
+        conventions.roles,
+        network=settings.build_network,
+        cache_dir=settings.launcher_cache_dir,
+        log=log,
+        control=control,
+    )
     return AssembledImage(
         image_id=image_id, conventions=conventions, labels=labels, dockerfile=context.dockerfile
     )
