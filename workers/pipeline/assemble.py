@@ -31,6 +31,8 @@ class ImageSource:
     repository: str  # owner/name on GitHub
     base_image: str
     tag: str
+    # Pulled images whose layers the builder may reuse (workers/pipeline/layer_cache.py).
+    cache_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ def assemble_image(
             network=settings.build_network,
             log=log,
             control=control,
+            cache_from=list(image.cache_from),
         )
         labels = api.inspect_image(image_id)["Config"].get("Labels") or labels
     control.check()

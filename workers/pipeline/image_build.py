@@ -59,6 +59,7 @@ def build_image(
     network: str | None,
     log: StepLog,
     control: BuildControl,
+    cache_from: list[str] | None = None,
 ) -> str:
     """Builds the context and tags the image `tag`. Returns the image id. The context is
     streamed to the engine while it is being written, not staged on disk first."""
@@ -74,6 +75,8 @@ def build_image(
                 rm=True,
                 forcerm=True,
                 network_mode=network,
+                # With sources, the classic builder reuses only steps of their lineage.
+                cache_from=cache_from or None,
                 decode=True,
                 timeout=None,
             )

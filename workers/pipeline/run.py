@@ -14,6 +14,7 @@ from workers.pipeline.assemble import ImageSource, assemble_image
 from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl
 from workers.pipeline.fetch import fetch_commit, redact_url
+from workers.pipeline.layer_cache import pull_cache_sources
 from workers.pipeline.publish import PublishedImage, push_and_verify
 from workers.pipeline.roles import stored_roles
 
@@ -27,6 +28,8 @@ class BuildJob:
     clone_url: str
     image_name: str
     base_image: str
+    # `name@digest` of previous images of the repository to reuse layers of (layer_cache.py).
+    cache_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,12 @@ def run_pipeline(
     with log.step("fetch", f"{source} at {job.sha}"):
         fetch_commit(job.clone_url, job.sha, checkout, token=token, log=log, control=control)
     control.check()
+    cache_from: list[str] = []
+    if job.cache_sources:
+        with log.step("cache", ", ".join(job.cache_sources)):
+            cache_from = pull_cache_sources(
+                api, settings.engine_registry_url, list(job.cache_sources), log=log, control=control
+            )
     assembled = assemble_image(
         ImageSource(
             checkout=checkout,
@@ -63,6 +72,7 @@ def run_pipeline(
             repository=job.repository,
             base_image=job.base_image,
             tag=tag,
+            cache_from=tuple(cache_from),
         ),
         settings,
         api=api,
