@@ -16,6 +16,7 @@ from __future__ import annotations
 import click
 
 from app import migrate
+from app.cli.base import base
 from app.cli.builds import builds
 from app.cli.errors import CommandGroup
 from app.cli.images import images_group
@@ -108,6 +109,7 @@ cli.add_command(proxy_config_command)
 cli.add_command(proxy)
 cli.add_command(images_group)
 cli.add_command(build_command)
+cli.add_command(base)
 cli.add_command(run_command)
 
 if __name__ == "__main__":

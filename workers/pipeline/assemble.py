@@ -12,10 +12,11 @@ from pathlib import Path
 import docker
 
 from app.config import Settings
+from workers.pipeline.base_images import provide_base_image
 from workers.pipeline.context import build_context, image_labels
 from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import Conventions, check_repository
-from workers.pipeline.image_build import build_image, ensure_base_image
+from workers.pipeline.image_build import build_image
 from workers.pipeline.launcher import find_launcher
 from workers.pipeline.smoke import run_smoke_checks
 from workers.pipeline.steplog import StepLog
@@ -56,7 +57,7 @@ def assemble_image(
         conventions = check_repository(image.checkout)
         log.line(f"roles: {', '.join(sorted(conventions.roles)) or '(none)'}")
     with log.step("build", f"{image.tag} from {image.base_image}"):
-        ensure_base_image(api, image.base_image, settings.host_name)
+        provide_base_image(api, image.base_image, settings, log=log)
         labels = image_labels(
             sha=image.revision,
             source=image.source,
