@@ -71,6 +71,7 @@ def build_base(
     log: StepLog,
     control: BuildControl,
     push: bool = True,
+    cache_dir: Path | None = None,
 ) -> str:
     """Builds, imports and (unless `push` is false) pushes the base image; returns its reference:
     `engine_registry/name@sha256:...` once pushed (the digest `registry` confirms), else the
@@ -82,6 +83,10 @@ def build_base(
     with tempfile.TemporaryDirectory(prefix="cartridge-base-") as scratch:
         root = Path(scratch) / "root"
         command = ["debootstrap", f"--variant={spec.variant}"]
+        if cache_dir is not None:
+            # The downloaded packages, kept for the next build (debootstrap checks them).
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            command.append(f"--cache-dir={cache_dir.resolve()}")
         if spec.packages:
             command.append(f"--include={','.join(spec.packages)}")
         command += [spec.suite, str(root), spec.mirror]

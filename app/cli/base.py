@@ -71,6 +71,7 @@ def base_build(
             log=log,
             control=BuildControl(api, deadline=time.monotonic() + 3600),
             push=not no_push,
+            cache_dir=settings.state_dir / "debootstrap-cache",
         )
     except BuildStopped as stopped:
         raise click.ClickException(stopped.message) from stopped

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -43,6 +45,8 @@ def debian_base(registry: RunningRegistry) -> Iterator[str]:
         engine_registry=registry.host,
         log=ConsoleLog(io.StringIO()),
         control=BuildControl(api, deadline=time.monotonic() + 1200),
+        # Kept between runs on one machine: the next run downloads nothing.
+        cache_dir=Path(tempfile.gettempdir()) / "cartridge-test-debootstrap-cache",
     )
     yield reference
     docker_support.remove_images(f"{registry.host}/cartridge-test/base")
