@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from app.cli.errors import CommandError
 from app.config import get_settings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "base"
@@ -74,5 +75,5 @@ def base_build(
             cache_dir=settings.state_dir / "debootstrap-cache",
         )
     except BuildStopped as stopped:
-        raise click.ClickException(stopped.message) from stopped
+        raise CommandError(stopped.message, code="base_build_failed") from stopped
     click.echo(reference)

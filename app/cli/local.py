@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from app.cli.errors import CommandError, Unreachable
 from app.config import Settings, get_settings
 
 # The pipeline (docker-py and all) is imported by the two commands only: every other command of
@@ -30,17 +31,19 @@ def build_command(path: Path, repository: str | None, base_image: str | None) ->
     from workers.pipeline.outcomes import BuildErrored, BuildFailed
     from workers.pipeline.steplog import ConsoleLog
 
+    settings = _local_settings()
+    _check_engine(settings)
     log = ConsoleLog(sys.stdout)
     try:
         tree, image = build_working_tree(
-            path, _local_settings(), log=log, repository=repository, base_image=base_image
+            path, settings, log=log, repository=repository, base_image=base_image
         )
     except BuildFailed as failed:
         log.line(f"==> failed: {failed.message}")
-        sys.exit(1)
+        raise CommandError(failed.message, code="build_failed") from failed
     except BuildErrored as errored:
         log.line(f"==> errored: {errored.message}")
-        sys.exit(2)
+        raise CommandError(errored.message, code="build_errored") from errored
     log.line(f"==> built {tree.tag} ({image.image_id[:19]})")
 
 
@@ -75,6 +78,7 @@ def run_command(
     from workers.pipeline.outcomes import BuildErrored, BuildFailed
 
     settings = _local_settings()
+    _check_engine(settings)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     try:
         reference = image or inspect_tree(path).tag
@@ -87,17 +91,30 @@ def run_command(
             environment=list(environment),
             interactive=interactive,
         )
-    except (BuildFailed, BuildErrored) as problem:
-        raise click.ClickException(problem.message) from problem
+    except BuildFailed as failed:
+        raise CommandError(failed.message, code="image_not_found") from failed
+    except BuildErrored as errored:
+        raise CommandError(errored.message, code="container_not_created") from errored
     docker = shutil.which("docker")
     if docker is None:
-        raise click.ClickException(f"created {name}, but the docker command is not installed")
+        raise CommandError(f"created {name}, but the docker command is not installed")
     click.echo(f"==> {name}: {role} of {reference}", err=True)
     attach = ["--attach", "--interactive"] if interactive else ["--attach"]
     if settings.docker_host:
         os.environ["DOCKER_HOST"] = settings.docker_host
     # The docker CLI attaches the terminal, forwards signals and exits with the role's status.
     os.execvp(docker, [docker, "start", *attach, name])  # noqa: S606
+
+
+def _check_engine(settings: Settings) -> None:
+    """Exit status 3 (as for an unreachable API or database) when the engine does not answer."""
+    from workers.pipeline.image_build import docker_api
+    from workers.pipeline.outcomes import BuildErrored
+
+    try:
+        docker_api(settings.docker_host).close()
+    except BuildErrored as unreachable:
+        raise Unreachable(unreachable.message, code="docker_unreachable") from unreachable
 
 
 def _local_settings() -> Settings:

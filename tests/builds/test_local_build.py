@@ -194,12 +194,13 @@ def test_cartridge_run_names_containers_role_n_with_the_fqdn(
 
 
 def test_cartridge_build_fails_clearly_outside_a_repository_or_without_conventions(
-    tmp_path: Path, build_env: dict[str, str]
+    tmp_path: Path, build_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["build", str(tmp_path)])
     assert result.exit_code == 1
     assert "is not in a git working tree" in result.output
+    assert "(build_failed)" in result.output
 
     git(tmp_path, "init", "-q", "-b", "main")
     (tmp_path / "README").write_text("x\n")
@@ -208,3 +209,12 @@ def test_cartridge_build_fails_clearly_outside_a_repository_or_without_conventio
     result = runner.invoke(cli, ["build", str(tmp_path)])
     assert result.exit_code == 1
     assert "==> failed: container/compile is missing" in result.output
+    assert "error: container/compile is missing" in result.output
+
+    # An engine that does not answer: exit status 3, as for an unreachable API.
+    monkeypatch.setenv("CARTRIDGE_DOCKER_HOST", "unix:///nonexistent.sock")
+    get_settings.cache_clear()
+    result = runner.invoke(cli, ["build", str(tmp_path)])
+    get_settings.cache_clear()
+    assert result.exit_code == 3
+    assert "(docker_unreachable)" in result.output
