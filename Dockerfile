@@ -1,7 +1,7 @@
 # The Cartridge control plane and worker image (docker-compose.yml runs it in several roles).
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git nginx-light ca-certificates \
+ && apt-get install -y --no-install-recommends git nginx-light ca-certificates tini musl-tools gcc \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/cartridge
 COPY pyproject.toml README.md alembic.ini ./

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     host_name: str = Field(default_factory=socket.gethostname)
     docker_host: str | None = None
     base_image: str = "cartridge/base:latest"
+    # Debian's tini package ships it; copied into every image as pid 1 (workers/pipeline/launcher).
+    tini_path: Path = Path("/usr/bin/tini-static")
     build_network: str | None = None
     build_timeout_seconds: int = 1800
     git_token: SecretStr | None = None
@@ -194,6 +196,11 @@ class Settings(BaseSettings):
     @property
     def workspace_dir(self) -> Path:
         return self.state_dir / "workspaces"
+
+    @property
+    def launcher_cache_dir(self) -> Path:
+        """Where the launcher's shim is compiled once per build host."""
+        return self.state_dir / "launcher"
 
     @property
     def broker_folder(self) -> Path:

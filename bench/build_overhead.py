@@ -160,8 +160,10 @@ def cartridge_build(repository_id: int, sha: str) -> tuple[float, dict[str, floa
 def manual_build(checkout: Path, sha: str, tag: str) -> tuple[float, dict[str, float]]:
     """Seconds for `docker build` + `docker push` of the context Cartridge would send, and each
     of the two."""
+    from app.config import get_settings
     from workers.pipeline.context import build_context, image_labels
     from workers.pipeline.conventions import check_repository
+    from workers.pipeline.launcher import find_launcher
 
     conventions = check_repository(checkout)
     labels = image_labels(
@@ -172,8 +174,14 @@ def manual_build(checkout: Path, sha: str, tag: str) -> tuple[float, dict[str, f
         roles=conventions.roles,
     )
     with tempfile.TemporaryDirectory() as scratch:
+        settings = get_settings()
         context = build_context(
-            checkout, sha, conventions, base_image="cartridge/base:latest", labels=labels
+            checkout,
+            sha,
+            conventions,
+            base_image="cartridge/base:latest",
+            labels=labels,
+            launcher=find_launcher(settings.tini_path, settings.launcher_cache_dir),
         )
         # A directory, as someone building by hand has it: the CLI makes the tar, timed.
         tar_path = Path(scratch) / "context.tar"

@@ -107,7 +107,10 @@ ensure_docker() {
 }
 
 ensure_build_tools() {
-  apt_install git docker-registry nginx-light skopeo busybox-static ca-certificates curl docker-compose
+  # tini (its tini-static is every image's pid 1) and musl-tools (the launcher's shim is
+  # compiled static with musl-gcc, a gcc wrapper): see workers/pipeline/launcher.
+  apt_install git docker-registry nginx-light skopeo busybox-static ca-certificates curl \
+    docker-compose tini musl-tools gcc debootstrap
 }
 
 ensure_base_image() {

@@ -36,6 +36,7 @@ from app.registries.service import ensure_default_registry
 from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl, Supervisor
 from workers.pipeline.image_build import docker_api
+from workers.pipeline.layer_cache import cache_sources
 from workers.pipeline.leases import hand_back
 from workers.pipeline.outcomes import (
     BuildCancelled,
@@ -113,6 +114,7 @@ def claim(build_id: int, settings: Settings) -> BuildJob | None:
             clone_url=repository.clone_url,
             image_name=repository.image_name,
             base_image=repository.base_image or settings.base_image,
+            cache_sources=tuple(cache_sources(session, build, repository)),
         )
 
 

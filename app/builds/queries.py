@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Select,
@@ -116,7 +117,7 @@ class BranchHead:
     image_name: str | None
     image_tag: str | None
     image_digest: str | None
-    roles: dict[str, str] | None
+    roles: dict[str, Any] | None
 
 
 def latest_green_statement(

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from app.images.references import pull_reference
+from app.images.roles import role_commands, role_stop_signals
 from app.models import Build, BuildStatus, Image, Push, PushSource
 
 
@@ -89,6 +90,7 @@ class ImageOut(BaseModel):
     config_digest: str
     size: int
     roles: dict[str, str]
+    stop_signals: dict[str, str]
     labels: dict[str, str]
     created_at: datetime
 
@@ -101,7 +103,8 @@ class ImageOut(BaseModel):
             reference=pull_reference(proxy_host, image.name, image.manifest_digest),
             config_digest=image.config_digest,
             size=image.size,
-            roles=dict(image.roles),
+            roles=role_commands(image.roles),
+            stop_signals=role_stop_signals(image.roles),
             labels=dict(image.labels),
             created_at=image.created_at,
         )
@@ -141,3 +144,4 @@ class LatestGreen(BaseModel):
     finished_at: datetime | None
     image: LatestGreenImage | None
     roles: dict[str, str]
+    stop_signals: dict[str, str]

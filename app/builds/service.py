@@ -23,6 +23,7 @@ from app.builds.transitions import transition
 from app.config import Settings
 from app.errors import BadRequest, ErrorCode, InvalidTransition, NotFound
 from app.images.references import pull_reference
+from app.images.roles import role_commands, role_stop_signals
 from app.models import Build, BuildStatus, Push
 from app.models.base import utcnow
 from app.outbox.service import enqueue
@@ -191,5 +192,6 @@ def latest_green(session: Session, full_name: str, branch: str, settings: Settin
         push_id=head.push_id,
         finished_at=head.finished_at,
         image=image,
-        roles=dict(head.roles or {}),
+        roles=role_commands(head.roles),
+        stop_signals=role_stop_signals(head.roles),
     )

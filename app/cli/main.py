@@ -16,9 +16,11 @@ from __future__ import annotations
 import click
 
 from app import migrate
+from app.cli.base import base
 from app.cli.builds import builds
 from app.cli.errors import CommandGroup
 from app.cli.images import images_group
+from app.cli.local import build_command, run_command
 from app.cli.proxy import proxy, proxy_config_command
 from app.cli.registries import registry
 from app.cli.repos import repo
@@ -106,6 +108,9 @@ cli.add_command(registry)
 cli.add_command(proxy_config_command)
 cli.add_command(proxy)
 cli.add_command(images_group)
+cli.add_command(build_command)
+cli.add_command(base)
+cli.add_command(run_command)
 
 if __name__ == "__main__":
     cli()

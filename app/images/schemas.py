@@ -36,6 +36,10 @@ class ImageOut(BaseModel):
     size: int = Field(description="Compressed bytes to pull: the config and every layer.")
     layers: list[Layer]
     roles: dict[str, str] = Field(description="container/roles.json: role name -> command.")
+    stop_signals: dict[str, str] = Field(
+        description="Role name -> the signal that stops it (TERM unless roles.json says "
+        "otherwise); the image's launcher translates `docker stop`'s SIGTERM to it."
+    )
     labels: dict[str, str]
     replicas: list[ReplicaPresence]
     pinned: bool = Field(description="Retention always keeps a pinned image.")

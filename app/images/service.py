@@ -12,6 +12,7 @@ from app.config import get_settings
 from app.errors import ErrorCode, NotFound
 from app.images import queries
 from app.images.references import pull_reference
+from app.images.roles import role_commands, role_stop_signals
 from app.images.schemas import ImageOut, Layer, ReplicaPresence
 from app.models import Image, ReplicaState
 
@@ -30,7 +31,7 @@ def record(
     media_type: str,
     size: int,
     layers: list[dict[str, Any]],
-    roles: dict[str, str],
+    roles: dict[str, Any],
     labels: dict[str, str],
 ) -> Image:
     values: dict[str, Any] = {
@@ -126,7 +127,8 @@ def _out(session: Session, found: queries.ImageOrigin) -> ImageOut:
         media_type=image.media_type,
         size=image.size,
         layers=[Layer(**layer) for layer in image.layers],
-        roles=image.roles,
+        roles=role_commands(image.roles),
+        stop_signals=role_stop_signals(image.roles),
         labels=image.labels,
         replicas=replicas,
         pinned=image.pinned,

@@ -26,7 +26,8 @@ class Image(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     # [{"digest": ..., "size": ..., "media_type": ...}] in manifest order.
     layers: Mapped[list[dict[str, Any]]] = mapped_column(JsonValue, default=list)
-    roles: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
+    # container/roles.json: role -> command line, or {"command": ..., "stop_signal": ...}.
+    roles: Mapped[dict[str, Any]] = mapped_column(JsonValue, default=dict)
     labels: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Retention: a pinned image is always kept; pulls through the proxy keep an image too.

@@ -127,6 +127,7 @@ def test_image_reference_goes_through_the_proxy_by_digest(
         "reference": f"{get_settings().proxy_host}/octo-app@{image.manifest_digest}",
     }
     assert body["roles"] == {"web": "bin/web", ".shell": "/bin/sh -l"}
+    assert body["stop_signals"] == {"web": "TERM", ".shell": "TERM"}
 
 
 def test_unknown_repository_and_branch_without_builds(

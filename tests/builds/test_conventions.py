@@ -8,6 +8,7 @@ import pytest
 
 from workers.pipeline.conventions import check_repository, parse_roles
 from workers.pipeline.outcomes import BuildFailed
+from workers.pipeline.roles import Role
 
 
 def failure(raw: str) -> str:
@@ -18,8 +19,26 @@ def failure(raw: str) -> str:
 
 def test_roles_map_names_to_command_lines() -> None:
     roles = parse_roles(b'{"web": "bin/server -p $PORT", ".shell": "/bin/sh -l"}')
-    assert roles == {"web": "bin/server -p $PORT", ".shell": "/bin/sh -l"}
+    assert roles == {"web": Role("bin/server -p $PORT"), ".shell": Role("/bin/sh -l")}
     assert parse_roles(b"{}") == {}
+
+
+def test_a_role_object_names_its_stop_signal() -> None:
+    roles = parse_roles(
+        b'{"resque": {"command": "rake resque:work", "stop_signal": "QUIT"},'
+        b' "web": {"command": "bin/server"}, "hup": {"command": "x", "stop_signal": "SIGHUP"}}'
+    )
+    assert roles == {
+        "resque": Role("rake resque:work", stop_signal="QUIT"),
+        "web": Role("bin/server", stop_signal="TERM"),
+        "hup": Role("x", stop_signal="HUP"),
+    }
+    # The stored form keeps the string form for what needs nothing else.
+    assert {name: role.stored for name, role in roles.items()} == {
+        "resque": {"command": "rake resque:work", "stop_signal": "QUIT"},
+        "web": "bin/server",
+        "hup": {"command": "x", "stop_signal": "HUP"},
+    }
 
 
 @pytest.mark.parametrize(
@@ -52,10 +71,59 @@ def test_loose_json_is_refused_with_the_dialect_in_the_message(raw: str) -> None
         ('{"web": "a", "web": "b"}', "defines the role 'web' more than once"),
         ('{"my role": "a"}', "'my role' is not a valid role name"),
         ('{"": "a"}', "'' is not a valid role name"),
+        ('{"web": {"stop_signal": "QUIT"}}', "role 'web' has no \"command\""),
+        ('{"web": {"command": 1}}', "role 'web' must be a string (a command line), not a number"),
+        ('{"web": {"command": " "}}', "the command of role 'web' is empty"),
+        (
+            '{"web": {"command": "x", "stopsignal": "QUIT"}}',
+            "role 'web' has the unknown key 'stopsignal'; a role object has 'command', "
+            "'stop_signal'",
+        ),
+        ('{"web": {"command": "x", "stop_signal": "QUITE"}}', "not 'QUITE'"),
+        ('{"web": {"command": "x", "stop_signal": 3}}', "must be a signal name, one of ABRT"),
+        ('{"web": {"command": "x", "stop_signal": "quit"}}', "not 'quit'"),
+        ('{"web": {"command": "x", "smoke": 8000}}', "the smoke check of role 'web' must be an"),
+        ('{"web": {"command": "x", "smoke": {}}}', 'needs exactly one of "http" and "exec"'),
+        (
+            '{"web": {"command": "x", "smoke": {"http": 80, "exec": "y"}}}',
+            'needs exactly one of "http" and "exec"',
+        ),
+        ('{"web": {"command": "x", "smoke": {"http": "80"}}}', '"http" must be a TCP port'),
+        ('{"web": {"command": "x", "smoke": {"http": 70000}}}', '"http" must be a TCP port'),
+        (
+            '{"web": {"command": "x", "smoke": {"http": 80, "path": "healthz"}}}',
+            '"path" must start with "/"',
+        ),
+        ('{"web": {"command": "x", "smoke": {"exec": ""}}}', '"exec" must be a command line'),
+        (
+            '{"web": {"command": "x", "smoke": {"exec": "y", "within_seconds": 0}}}',
+            '"within_seconds" must be a number of seconds above 0 and at most 300',
+        ),
+        (
+            '{"web": {"command": "x", "smoke": {"exec": "y", "timeout": 3}}}',
+            "has the unknown key 'timeout'",
+        ),
     ],
 )
 def test_invalid_roles_say_what_to_change(raw: str, expected: str) -> None:
     assert expected in failure(raw)
+
+
+def test_a_smoke_check_is_stored_with_its_defaults() -> None:
+    roles = parse_roles(
+        b'{"web": {"command": "bin/server", "smoke": {"http": 8000, "path": "/healthz"}},'
+        b' "jobs": {"command": "bin/jobs", "smoke": {"exec": "bin/check", "within_seconds": 5}}}'
+    )
+    assert roles["web"].stored == {
+        "command": "bin/server",
+        "stop_signal": "TERM",
+        "smoke": {"http": 8000, "path": "/healthz", "within_seconds": 20.0},
+    }
+    assert roles["jobs"].stored == {
+        "command": "bin/jobs",
+        "stop_signal": "TERM",
+        "smoke": {"exec": "bin/check", "within_seconds": 5.0},
+    }
 
 
 def test_roles_json_must_be_utf8() -> None:
@@ -74,7 +142,7 @@ def test_a_complete_repository_passes(tmp_path: Path) -> None:
     write(tmp_path, "container/compile", "#!/bin/sh\n", 0o755)
     write(tmp_path, "container/roles.json", '{"web": "bin/server"}')
     conventions = check_repository(tmp_path)
-    assert conventions.roles == {"web": "bin/server"}
+    assert conventions.roles == {"web": Role("bin/server")}
     assert not conventions.has_files
     assert not conventions.has_dependencies
 

@@ -16,7 +16,7 @@ SHA = "e" * 40
 MakeBuild = Callable[[Repository, str], Build]
 
 
-def recorded_image(session: Session, make_repository, make_build: MakeBuild) -> Build:  # type: ignore[no-untyped-def]
+def recorded_image(session: Session, make_repository, make_build: MakeBuild, roles=None) -> Build:  # type: ignore[no-untyped-def]
     build = make_build(make_repository("octo/app", image_name="octo-app"), SHA)
     image = record(
         session,
@@ -29,7 +29,7 @@ def recorded_image(session: Session, make_repository, make_build: MakeBuild) -> 
         media_type="application/vnd.docker.distribution.manifest.v2+json",
         size=1234,
         layers=[{"digest": "sha256:" + "1" * 64, "size": 1000, "media_type": "layer"}],
-        roles={"web": "bin/server"},
+        roles=roles or {"web": "bin/server"},
         labels={"org.opencontainers.image.revision": SHA},
     )
     one = Registry(name="one", url="127.0.0.1:5001", required=True)
@@ -79,7 +79,25 @@ def test_an_image_is_found_by_digest_and_by_sha(
     assert body["size"] == 1234
     assert body["layers"] == [{"digest": "sha256:" + "1" * 64, "size": 1000, "media_type": "layer"}]
     assert body["roles"] == {"web": "bin/server"}
+    # An image stored with command lines only (as before stop signals existed) stops on TERM.
+    assert body["stop_signals"] == {"web": "TERM"}
     assert body["labels"] == {"org.opencontainers.image.revision": SHA}
+
+
+def test_roles_in_the_object_form_show_their_command_and_stop_signal(
+    client: TestClient,
+    session: Session,
+    make_repository,
+    make_build: MakeBuild,  # type: ignore[no-untyped-def]
+) -> None:
+    roles = {"web": "bin/server", "resque": {"command": "rake resque:work", "stop_signal": "QUIT"}}
+    build = recorded_image(session, make_repository, make_build, roles=roles)
+
+    body = client.get(f"/api/v1/images/{DIGEST}").json()
+    assert body["roles"] == {"web": "bin/server", "resque": "rake resque:work"}
+    assert body["stop_signals"] == {"web": "TERM", "resque": "QUIT"}
+    image = client.get(f"/api/v1/builds/{build.id}").json()["image"]
+    assert (image["roles"], image["stop_signals"]) == (body["roles"], body["stop_signals"])
 
 
 def test_unknown_images_are_404_and_malformed_shas_422(

@@ -25,6 +25,7 @@ from workers.pipeline.context import build_context
 from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import Conventions
 from workers.pipeline.image_build import build_image, docker_api
+from workers.pipeline.launcher import find_launcher
 from workers.pipeline.outcomes import BuildErrored
 from workers.pipeline.publish import DOCKER_MANIFEST, MANIFEST_ACCEPT
 
@@ -333,7 +334,12 @@ def test_a_checkout_that_cannot_be_read_errors_instead_of_building_a_partial_con
 ) -> None:
     conventions = Conventions(roles={}, has_files=False, has_dependencies=False)
     context = build_context(
-        tmp_path / "vanished", "f" * 40, conventions, base_image=base_image, labels={}
+        tmp_path / "vanished",
+        "f" * 40,
+        conventions,
+        base_image=base_image,
+        labels={},
+        launcher=find_launcher(get_settings().tini_path, tmp_path / "launcher"),
     )
     api = docker_api(None)
     log = BuildLog(1, 1, flush_seconds=3600, flush_bytes=1 << 30)

@@ -19,7 +19,7 @@ from app.config import get_settings
 from app.models import Build, BuildStatus, Image, Repository
 from app.models.base import utcnow
 from app.outbox.service import enqueue
-from tests.builds.helpers import COMPILE, ROLES, log_of, reload, sample_files, wait_for
+from tests.builds.helpers import COMPILE, log_of, reload, sample_files, wait_for
 from tests.conftest import WEBHOOK_SECRET
 from tests.support import docker as docker_support
 from tests.support.github import ZERO_SHA, encode, push_payload, webhook_headers
@@ -96,7 +96,7 @@ def test_a_queued_build_becomes_an_image_that_runs_its_web_role(
     reference = f"{registry.host}/{sample_repository.image_name}@{image.manifest_digest}"
     docker_support.client().images.pull(reference)  # resolves the digest through the registry
     assert docker_support.run_once(reference, ["cat", "/app/REVISION"]).strip() == sha
-    with docker_support.serving(reference, ["sh", "-c", ROLES["web"]], 8000) as url:
+    with docker_support.serving(reference, ["web"], 8000) as url:
         assert httpx.get(f"{url}/index.html").text == f"hello from {sha}\n"
 
 

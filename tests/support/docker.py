@@ -17,15 +17,32 @@ def client() -> docker.DockerClient:
 
 
 def run_once(image: str, command: list[str]) -> str:
-    """Runs `command` in a fresh container of `image` and returns its output."""
-    output = client().containers.run(image, command, remove=True, network_mode="none")
+    """Runs the program `command` in a fresh container of `image`, past the image's launcher
+    (as `docker run --entrypoint`), and returns its output."""
+    output = client().containers.run(
+        image, command[1:], entrypoint=command[:1], remove=True, network_mode="none"
+    )
     return output.decode() if isinstance(output, bytes) else str(output)
+
+
+def run_role(image: str, arguments: list[str], **options: object) -> tuple[int, str, str]:
+    """`docker run IMAGE ARGUMENT...` through the image's launcher: (exit code, stdout, stderr)."""
+    container = client().containers.run(
+        image, arguments, detach=True, network_mode="none", **options
+    )
+    try:
+        status = container.wait(timeout=60)["StatusCode"]
+        stdout = container.logs(stdout=True, stderr=False).decode()
+        stderr = container.logs(stdout=False, stderr=True).decode()
+    finally:
+        container.remove(force=True)
+    return int(status), stdout, stderr
 
 
 @contextlib.contextmanager
 def serving(image: str, command: list[str], container_port: int) -> Iterator[str]:
-    """Runs `command` in `image` with `container_port` published on 127.0.0.1 only; yields the
-    URL once it answers."""
+    """Runs `image` with the launcher arguments `command` (a role name first) and
+    `container_port` published on 127.0.0.1 only; yields the URL once it answers."""
     port = free_port()
     container = client().containers.run(
         image,

@@ -3,11 +3,14 @@
 Layer order, slowest-changing first, so the classic builder's cache keeps what it can:
 
 1. the base image;
-2. `container/files/` into `/` (system configuration changes rarely);
-3. only if the repository has `container/dependencies`: that executable and the dependency
+2. Cartridge's launcher into `/cartridge/`, a check that the base has `/bin/sh`, and the launcher
+   as the entrypoint (see `workers/pipeline/launcher`): cache hits for every build on that base;
+3. `container/files/` into `/` (system configuration changes rarely);
+4. only if the repository has `container/dependencies`: that executable and the dependency
    manifests (`Gemfile.lock`, `package-lock.json`, ...) into `/app`, then the executable runs.
    While these files are byte-identical the step is a cache hit, whatever else changed;
-4. the whole repository and `/app/REVISION` into `/app`, then `container/compile` runs.
+5. the whole repository and `/app/REVISION` into `/app`, then `container/compile` runs;
+6. the role table the launcher reads, from container/roles.json.
 
 The builder keys COPY layers on file contents (not times). The labels (revision, creation time,
 roles) come last, in one LABEL instruction: per-build metadata never invalidates a cached layer,
@@ -26,7 +29,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from workers.pipeline.conventions import COMPILE, DEPENDENCIES, FILES, Conventions
+from workers.pipeline.launcher import (
+    CONTEXT_LAUNCHER,
+    CONTEXT_ROLES,
+    ENTRYPOINT,
+    LAUNCHER_DIR,
+    SHELL_CHECK,
+    Launcher,
+    add_roles,
+)
 from workers.pipeline.outcomes import BuildErrored
+from workers.pipeline.roles import Role, stored_roles
 
 # Root-level files a dependency installer reads; matched with Path.glob.
 DEPENDENCY_MANIFESTS = (
@@ -81,12 +94,15 @@ class BuildContext:
     sha: str
     conventions: Conventions
     dockerfile: str
+    launcher: Launcher
 
     def write(self, out: BinaryIO) -> None:
         """Writes the context as a tar stream to `out`; `.git` is left out."""
         checkout = self.checkout
         with tarfile.open(fileobj=out, mode="w|") as tar:
             _add_bytes(tar, "Dockerfile", self.dockerfile.encode())
+            self.launcher.add_to(tar)
+            add_roles(tar, self.conventions.roles)
             if self.conventions.has_files:
                 _add_tree(tar, checkout / FILES, "files")
             if self.conventions.has_dependencies:
@@ -98,14 +114,16 @@ class BuildContext:
 
 
 def image_labels(
-    *, sha: str, source: str, created: str, repository: str, roles: dict[str, str]
+    *, sha: str, source: str, created: str, repository: str, roles: dict[str, Role]
 ) -> dict[str, str]:
     return {
         LABEL_REVISION: sha,
         LABEL_SOURCE: source,
         LABEL_CREATED: created,
         LABEL_REPOSITORY: repository,
-        LABEL_ROLES: json.dumps(roles, separators=(",", ":"), sort_keys=True, ensure_ascii=True),
+        LABEL_ROLES: json.dumps(
+            stored_roles(roles), separators=(",", ":"), sort_keys=True, ensure_ascii=True
+        ),
     }
 
 
@@ -113,13 +131,22 @@ def dockerfile(base_image: str, conventions: Conventions, labels: dict[str, str]
     if not _IMAGE_REFERENCE.match(base_image):
         raise BuildErrored(f"the base image {base_image!r} is not a valid image reference")
     # WORKDIR first: right after FROM it is a cache hit for every build on this base image.
-    lines = [f"FROM {base_image}", "WORKDIR /app"]
+    lines = [
+        f"FROM {base_image}",
+        "WORKDIR /app",
+        f"COPY {CONTEXT_LAUNCHER}/ {LAUNCHER_DIR}/",
+        SHELL_CHECK,
+        f"ENTRYPOINT {json.dumps(ENTRYPOINT)}",
+        # A base image's CMD would otherwise be taken for a role name.
+        "CMD []",
+    ]
     if conventions.has_files:
         lines.append("COPY files/ /")
     if conventions.has_dependencies:
         lines += ["COPY dependencies/ /app/", f'RUN ["/app/{DEPENDENCIES}"]']
     # REVISION travels inside repository/: one layer (and one blob to push) fewer.
     lines += ["COPY repository/ /app/", f'RUN ["/app/{COMPILE}"]']
+    lines.append(f"COPY {CONTEXT_ROLES}/ {LAUNCHER_DIR}/")
     if labels:
         pairs = " ".join(f"{_quote(key)}={_quote(value)}" for key, value in labels.items())
         lines.append(f"LABEL {pairs}")
@@ -151,12 +178,14 @@ def build_context(
     *,
     base_image: str,
     labels: dict[str, str],
+    launcher: Launcher,
 ) -> BuildContext:
     return BuildContext(
         checkout=checkout,
         sha=sha,
         conventions=conventions,
         dockerfile=dockerfile(base_image, conventions, labels),
+        launcher=launcher,
     )
 
 

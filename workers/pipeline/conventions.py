@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.pipeline.outcomes import BuildFailed
+from workers.pipeline.roles import Role, parse_role
 
 COMPILE = "container/compile"
 DEPENDENCIES = "container/dependencies"
@@ -31,7 +32,7 @@ _ROLE_NAME = re.compile(r"^\.?[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 @dataclass(frozen=True)
 class Conventions:
-    roles: dict[str, str]
+    roles: dict[str, Role]
     has_files: bool
     has_dependencies: bool
 
@@ -71,7 +72,7 @@ def _check_executable(checkout: Path, relative: str, *, required: bool) -> bool:
     return True
 
 
-def parse_roles(raw: bytes) -> dict[str, str]:
+def parse_roles(raw: bytes) -> dict[str, Role]:
     """The roles from the bytes of roles.json, or `BuildFailed` saying what is wrong."""
     try:
         text = raw.decode("utf-8")
@@ -90,20 +91,15 @@ def parse_roles(raw: bytes) -> dict[str, str]:
         raise BuildFailed(
             f"{ROLES} must be a JSON object mapping role names to commands, e.g. {_EXAMPLE}"
         )
-    for name, command in document.items():
+    roles: dict[str, Role] = {}
+    for name, value in document.items():
         if not _ROLE_NAME.match(name):
             raise BuildFailed(
                 f"{ROLES}: {name!r} is not a valid role name (letters, digits, '_', '-', '.', "
                 "':'; a leading '.' marks a helper role)"
             )
-        if not isinstance(command, str):
-            raise BuildFailed(
-                f"{ROLES}: the command of role {name!r} must be a string (a command line), "
-                f"not {_json_type(command)}"
-            )
-        if not command.strip():
-            raise BuildFailed(f"{ROLES}: the command of role {name!r} is empty")
-    return dict(document)
+        roles[name] = parse_role(name, value)
+    return roles
 
 
 class _DuplicateRole(ValueError):
@@ -117,15 +113,3 @@ def _reject_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
             raise _DuplicateRole(key)
         result[key] = value
     return result
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"

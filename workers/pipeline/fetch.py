@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl
 from workers.pipeline.outcomes import BuildErrored, BuildFailed
+from workers.pipeline.steplog import StepLog
 
 # ext:: and friends run arbitrary commands; ssh needs keys a build host does not have.
 ALLOWED_PROTOCOLS = "http:https:file"
@@ -70,7 +70,7 @@ def fetch_commit(
     checkout: Path,
     *,
     token: str | None,
-    log: BuildLog,
+    log: StepLog,
     control: BuildControl,
 ) -> None:
     """Leaves the tree of commit `sha` of `clone_url` in `checkout` (with a one-commit `.git`)."""
@@ -116,7 +116,7 @@ def _git(
     args: list[str],
     *,
     env: dict[str, str],
-    log: BuildLog,
+    log: StepLog,
     control: BuildControl,
     cwd: Path | None = None,
     check: bool = True,

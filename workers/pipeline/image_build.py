@@ -12,11 +12,12 @@ from typing import Any, BinaryIO
 import docker
 import requests
 
-from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.context import BuildContext
 from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import COMPILE, DEPENDENCIES
+from workers.pipeline.launcher import SHELL_CHECK
 from workers.pipeline.outcomes import BuildErrored, BuildFailed
+from workers.pipeline.steplog import StepLog
 
 _RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
 _REMOVING = re.compile(r"^Removing intermediate container ([0-9a-f]{12,64})\s*$")
@@ -56,8 +57,9 @@ def build_image(
     *,
     tag: str,
     network: str | None,
-    log: BuildLog,
+    log: StepLog,
     control: BuildControl,
+    cache_from: list[str] | None = None,
 ) -> str:
     """Builds the context and tags the image `tag`. Returns the image id. The context is
     streamed to the engine while it is being written, not staged on disk first."""
@@ -73,6 +75,8 @@ def build_image(
                 rm=True,
                 forcerm=True,
                 network_mode=network,
+                # With sources, the classic builder reuses only steps of their lineage.
+                cache_from=cache_from or None,
                 decode=True,
                 timeout=None,
             )
@@ -97,7 +101,7 @@ def build_image(
 class _Progress:
     """What the build's event stream has said so far."""
 
-    def __init__(self, log: BuildLog, control: BuildControl) -> None:
+    def __init__(self, log: StepLog, control: BuildControl) -> None:
         self._log = log
         self._control = control
         self.step = ""
@@ -124,6 +128,11 @@ class _Progress:
         """The outcome for the error that ended the build: the repository's scripts failing
         (or not starting) is the repository's problem; anything else is the engine's."""
         message = self.error or ""
+        if self.step.strip() == SHELL_CHECK and "no such file or directory" in message:
+            return BuildFailed(
+                "the base image has no /bin/sh: Cartridge's launcher runs every role through "
+                "/bin/sh -c, so the base image must provide a POSIX shell at /bin/sh"
+            )
         script = next((s for s in (COMPILE, DEPENDENCIES) if f"/app/{s}" in self.step), None)
         if script is not None:
             if match := _NON_ZERO.search(message):

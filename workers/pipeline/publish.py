@@ -13,9 +13,9 @@ import docker
 import httpx
 import requests
 
-from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl
 from workers.pipeline.outcomes import BuildErrored
+from workers.pipeline.steplog import StepLog
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -70,7 +70,7 @@ def push_and_verify(
     image_name: str,
     tag: str,
     *,
-    log: BuildLog,
+    log: StepLog,
     control: BuildControl,
     engine_registry: str | None = None,
     timeout: float = REGISTRY_TIMEOUT_SECONDS,
@@ -96,7 +96,7 @@ def push_image(
     image_name: str,
     tag: str,
     *,
-    log: BuildLog,
+    log: StepLog,
     control: BuildControl,
 ) -> str | None:
     """Pushes through the build host's engine. Returns the digest the engine reported."""

@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import docker
 
 from app.config import Settings
+from workers.pipeline.assemble import ImageSource, assemble_image
 from workers.pipeline.buildlog import BuildLog
-from workers.pipeline.context import build_context, image_labels
 from workers.pipeline.control import BuildControl
-from workers.pipeline.conventions import check_repository
 from workers.pipeline.fetch import fetch_commit, redact_url
-from workers.pipeline.image_build import build_image, ensure_base_image
+from workers.pipeline.layer_cache import pull_cache_sources
 from workers.pipeline.publish import PublishedImage, push_and_verify
+from workers.pipeline.roles import stored_roles
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,15 @@ class BuildJob:
     clone_url: str
     image_name: str
     base_image: str
+    # `name@digest` of previous images of the repository to reuse layers of (layer_cache.py).
+    cache_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class BuiltImage:
     published: PublishedImage
-    roles: dict[str, str]
+    # container/roles.json as stored with the image (see workers.pipeline.roles).
+    roles: dict[str, Any]
     labels: dict[str, str]
 
 
@@ -54,30 +58,28 @@ def run_pipeline(
     with log.step("fetch", f"{source} at {job.sha}"):
         fetch_commit(job.clone_url, job.sha, checkout, token=token, log=log, control=control)
     control.check()
-    with log.step("validate", "container/compile, container/roles.json"):
-        conventions = check_repository(checkout)
-        log.line(f"roles: {', '.join(sorted(conventions.roles)) or '(none)'}")
-    with log.step("build", f"{tag} from {job.base_image}"):
-        ensure_base_image(api, job.base_image, settings.host_name)
-        labels = image_labels(
-            sha=job.sha,
+    cache_from: list[str] = []
+    if job.cache_sources:
+        with log.step("cache", ", ".join(job.cache_sources)):
+            cache_from = pull_cache_sources(
+                api, settings.engine_registry_url, list(job.cache_sources), log=log, control=control
+            )
+    assembled = assemble_image(
+        ImageSource(
+            checkout=checkout,
+            revision=job.sha,
             source=source,
-            created=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
             repository=job.repository,
-            roles=conventions.roles,
-        )
-        context = build_context(
-            checkout, job.sha, conventions, base_image=job.base_image, labels=labels
-        )
-        image_id = build_image(
-            api,
-            context,
+            base_image=job.base_image,
             tag=tag,
-            network=settings.build_network,
-            log=log,
-            control=control,
-        )
-        labels = api.inspect_image(image_id)["Config"].get("Labels") or labels
+            cache_from=tuple(cache_from),
+        ),
+        settings,
+        api=api,
+        log=log,
+        control=control,
+        started=started,
+    )
     control.check()
     with log.step("push", tag):
         published = push_and_verify(
@@ -89,4 +91,8 @@ def run_pipeline(
             control=control,
             engine_registry=settings.engine_registry_url,
         )
-    return BuiltImage(published=published, roles=conventions.roles, labels=labels)
+    return BuiltImage(
+        published=published,
+        roles=stored_roles(assembled.conventions.roles),
+        labels=assembled.labels,
+    )
