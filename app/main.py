@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from app.builds.router import router as builds_router
 from app.config import get_settings
 from app.errors import CartridgeError, ServiceUnavailable
+from app.events.router import router as events_router
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
@@ -34,7 +35,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
-    for router in (repos_router, builds_router, images_router, registries_router):
+    for router in (repos_router, builds_router, images_router, registries_router, events_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
     install_metrics(app)

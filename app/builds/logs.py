@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.events.announce import announce_log_append
 from app.models import BuildLogChunk
 
 
@@ -35,6 +36,7 @@ def append(session: Session, build_id: int, attempt: int, text: str) -> int:
     offset = log_length(session, build_id, attempt)
     session.add(BuildLogChunk(build_id=build_id, attempt=attempt, offset=offset, content=text))
     session.flush()
+    announce_log_append(session, build_id, attempt, offset + len(text))
     return offset + len(text)
 
 

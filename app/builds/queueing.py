@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from app.broker import BUILD_TASK
 from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
+from app.events.announce import announce_build_change
 from app.models import Build, BuildStatus, Push, PushDecision, Repository
 from app.models.base import utcnow
 from app.models.build import is_active
@@ -145,6 +146,7 @@ def _find_or_create_build(
     if created is not None:
         _enqueue_build(session, created.id)
         record_status(session, created.id)
+        announce_build_change(session, created.id)
         return created.id, created.status, created.attempt, BuildAction.CREATED
     existing = session.connection().execute(_SELECT_BUILD, params).one()
     if existing.status == BuildStatus.CANCELLED and start_new_attempt(
@@ -212,6 +214,7 @@ def cancel_superseded_builds(
     for build_id in cancelled:
         forget_loaded(session, build_id)
         record_status(session, build_id)
+        announce_build_change(session, build_id)
     return cancelled
 
 

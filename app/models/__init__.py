@@ -3,6 +3,7 @@
 from app.models.api_token import ApiToken
 from app.models.base import Base
 from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
+from app.models.build_event import BuildEvent
 from app.models.build_log_chunk import BuildLogChunk
 from app.models.image import Image
 from app.models.image_replica import ImageReplica, ReplicaState
@@ -19,6 +20,7 @@ __all__ = [
     "ApiToken",
     "Base",
     "Build",
+    "BuildEvent",
     "BuildLogChunk",
     "BuildStatus",
     "CommitState",
