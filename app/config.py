@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path("var")
@@ -16,6 +16,14 @@ INSECURE_SECRET_VALUES = frozenset({"", "change-me", "changeme", "secret", "deve
 
 class ConfigurationError(RuntimeError):
     """Settings that cannot run in the chosen environment."""
+
+
+class DeclaredRegistry(BaseModel):
+    """A registry replica declared in the settings rather than through the API."""
+
+    name: str
+    url: str
+    required: bool = True
 
 
 class Settings(BaseSettings):
@@ -62,6 +70,13 @@ class Settings(BaseSettings):
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"
+    # Where the build host's Docker engine pushes, when it reaches that registry by another address
+    # than the worker process does (a worker in a container driving the host's engine).
+    registry_push_url: str | None = None
+    # Replicas registered at start-up, as JSON: [{"name": "r1", "url": "10.0.0.5:5000"}, ...],
+    # inline or in a file; the API cannot change or remove them.
+    registries: list[DeclaredRegistry] = Field(default_factory=list)
+    registries_file: Path | None = None
     # None: every required replica must hold the image; N: at least N of them.
     replica_quorum: int | None = Field(default=None, ge=1)
     replication_concurrency: int = Field(default=8, ge=1)
@@ -72,6 +87,9 @@ class Settings(BaseSettings):
     repair_batch_size: int = Field(default=20, ge=1)
     repair_lease_seconds: int = 900
     proxy_host: str = "127.0.0.1:5080"
+    # The address nginx listens on, when deploy hosts reach the proxy by another one (a proxy in a
+    # container with a published port listens on 0.0.0.0).
+    proxy_listen: str | None = None
     proxy_cache_path: Path = Path("/var/cache/cartridge-proxy")
     proxy_cache_max_size: str = "20g"
     proxy_cache_inactive: str = "30d"
@@ -79,6 +97,11 @@ class Settings(BaseSettings):
     # Where the proxy's nginx keeps its pid file, temporary files and access log.
     proxy_runtime_dir: Path = Path("/var/lib/cartridge-proxy")
     proxy_worker_processes: str = "auto"
+    # The user nginx's worker processes run as when its master runs as root (nginx's own default,
+    # usually `nobody`, when unset); `cartridge proxy serve` gives it the cache directory.
+    proxy_worker_user: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    # `cartridge proxy serve` re-renders the config this often and reloads nginx when it changed.
+    proxy_refresh_seconds: float = 5.0
     nginx_binary: str = "nginx"
 
     # GitHub commit statuses.
@@ -108,6 +131,16 @@ class Settings(BaseSettings):
     def github_statuses_enabled(self) -> bool:
         """Commit statuses are recorded only when there are credentials to send them with."""
         return self.github_token is not None or self.github_app_configured
+
+    @property
+    def engine_registry_url(self) -> str:
+        """The registry address the build host's Docker engine pushes to."""
+        return self.registry_push_url or self.registry_url
+
+    @property
+    def proxy_config_path(self) -> Path:
+        """Where `cartridge proxy serve` keeps the config nginx runs."""
+        return self.proxy_runtime_dir / "nginx.conf"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'cartridge.db'}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +42,21 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def dialect_insert(dialect: str, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING / DO UPDATE (PostgreSQL and
+    SQLite). Takes the dialect's name so that statements can be built once per dialect."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no INSERT .. ON CONFLICT support for {dialect}")
+
+
+def insert_for(session: Session, table: Any) -> Any:
+    """`dialect_insert` for the database `session` is bound to."""
+    return dialect_insert(session.get_bind().dialect.name, table)
 
 
 @lru_cache

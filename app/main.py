@@ -7,15 +7,18 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app.builds.router import router as builds_router
-from app.config import get_settings
+from app.config import Settings, get_settings
+from app.db import session_scope
 from app.errors import CartridgeError, ServiceUnavailable
 from app.events.router import router as events_router
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
+from app.registries.declared import sync_declared
+from app.registries.router import proxies_router
 from app.registries.router import router as registries_router
 from app.repos.router import router as repos_router
 from app.statuses.router import router as github_router
@@ -35,12 +38,30 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
-    for router in (repos_router, builds_router, images_router, registries_router, events_router):
+    for router in (
+        repos_router,
+        builds_router,
+        images_router,
+        registries_router,
+        proxies_router,
+        events_router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
+    _register_declared_registries(settings)
     install_metrics(app)
     _install_error_handlers(app)
     return app
+
+
+def _register_declared_registries(settings: Settings) -> None:
+    # The database may still be down while the API starts: /readyz says so, and the next
+    # registry health pass registers them instead.
+    try:
+        with session_scope() as session:
+            sync_declared(session, settings)
+    except SQLAlchemyError as exc:
+        log.warning("declared registries not registered yet: %s", exc)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -107,7 +107,7 @@ ensure_docker() {
 }
 
 ensure_build_tools() {
-  apt_install git docker-registry nginx-light skopeo busybox-static ca-certificates curl
+  apt_install git docker-registry nginx-light skopeo busybox-static ca-certificates curl docker-compose
 }
 
 ensure_base_image() {

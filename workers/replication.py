@@ -11,6 +11,7 @@ from app.db import session_scope
 from app.models.base import utcnow
 from app.outbox.service import enqueue
 from app.registries import queries
+from app.registries.declared import sync_declared
 from app.registries.replication import copy_image_to
 from app.registries.service import check_health
 
@@ -25,7 +26,9 @@ REPAIR_TASK = "cartridge.registries.repair"
 def check_replicas() -> dict[str, str | None]:
     """Records each replica's health; every healthy replica that lacks images another replica
     holds gets a repair job (a replica that was down during a push is caught up once it answers
-    again)."""
+    again). Replicas declared in the settings are registered first."""
+    with session_scope() as session:
+        sync_declared(session, get_settings())
     with session_scope() as session:
         errors = check_health(session)
         for registry in queries.list_registries(session):
@@ -51,7 +54,7 @@ def repair_replica(registry_id: int) -> int:
     try:
         for image_id in image_ids:
             with session_scope() as session:
-                outcome = copy_image_to(session, image_id, registry_id)
+                outcome = copy_image_to(session, image_id=image_id, registry_id=registry_id)
             if outcome.present:
                 repaired += 1
             else:

@@ -17,12 +17,12 @@ from functools import cache
 from typing import Any, TypedDict
 
 from sqlalchemy import Table, bindparam, exists, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from app.broker import BUILD_TASK
 from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
+from app.db import dialect_insert
 from app.events.announce import announce_build_change
 from app.models import Build, BuildStatus, Push, PushDecision, Repository
 from app.models.base import utcnow
@@ -65,19 +65,6 @@ class QueuedPush:
     attempt: int
     action: BuildAction
     superseded_build_ids: list[int] = field(default_factory=list)
-
-
-def insert_for(session: Session, model: Any) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (PostgreSQL and SQLite)."""
-    return dialect_insert(session.get_bind().dialect.name, model)
-
-
-def dialect_insert(dialect: str, model: Any) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"no INSERT .. ON CONFLICT support for {dialect}")
 
 
 # Statements are built once: building SQLAlchemy expressions costs more than running them.

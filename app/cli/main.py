@@ -6,11 +6,12 @@ import click
 
 from app import migrate
 from app.cli.builds import builds
-from app.cli.registries import proxy_config_command, registry
+from app.cli.registries import proxy, proxy_config_command, registry
 from app.cli.repos import repo
 from app.cli.statuses import statuses
 from app.config import get_settings
 from app.db import session_scope
+from app.registries.declared import sync_declared
 
 
 @click.group()
@@ -27,8 +28,14 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Migrate the database to REVISION."""
-    migrate.upgrade(get_settings().resolved_database_url(), revision)
+    settings = get_settings()
+    migrate.upgrade(settings.resolved_database_url(), revision)
     click.echo(f"database at {revision}")
+    if revision == "head":
+        with session_scope() as session:
+            changed = sync_declared(session, settings)
+        if changed:
+            click.echo(f"declared registries registered or updated: {', '.join(changed)}")
 
 
 @cli.group()
@@ -73,6 +80,7 @@ cli.add_command(builds)
 builds.add_command(statuses)
 cli.add_command(registry)
 cli.add_command(proxy_config_command)
+cli.add_command(proxy)
 
 if __name__ == "__main__":
     cli()

@@ -3,16 +3,20 @@ proxy's nginx config."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from app.config import get_settings
 from app.db import session_scope
 from app.errors import CartridgeError
 from app.registries import queries, service
 from app.registries.proxy import proxy_config
+from app.registries.proxy_supervisor import ProxySupervisor
 
 
 def _fail(error: CartridgeError) -> NoReturn:
@@ -139,6 +143,36 @@ def proxy_config_command(output: Path | None) -> None:
     else:
         output.write_text(text)
         click.echo(f"wrote {output}", err=True)
+
+
+@click.group("proxy")
+def proxy() -> None:
+    """The caching pull proxy (nginx in front of the replicas)."""
+
+
+@proxy.command("serve")
+@click.option("--once", is_flag=True, help="Apply the current config once and exit.")
+def proxy_serve(once: bool) -> None:
+    """Run nginx with the generated config and reload it whenever the replicas change.
+
+    Needs the database (it reads the replicas) and nginx; files go to CARTRIDGE_PROXY_RUNTIME_DIR
+    and CARTRIDGE_PROXY_CACHE_PATH. A config nginx refuses is never loaded: the proxy keeps the
+    previous one, and `GET /api/v1/proxies` shows the refusal."""
+    settings = get_settings()
+    supervisor = ProxySupervisor(settings)
+    if once:
+        result = supervisor.apply_once()
+        if result.error:
+            _fail(CartridgeError(result.error, code="proxy_config_not_loaded"))
+        click.echo(f"pull proxy on {settings.proxy_host}: {settings.proxy_config_path}")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(
+        f"pull proxy on {settings.proxy_host}, config {settings.proxy_config_path}", err=True
+    )
+    supervisor.run(stop)
 
 
 def _role(required: bool) -> str:

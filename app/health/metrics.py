@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
@@ -14,7 +15,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ReadAccess
 from app.db import get_session_factory
-from app.models import Build, BuildStatus, OutboxMessage, WebhookDelivery
+from app.models import Build, BuildStatus, OutboxMessage, ProxyHost, WebhookDelivery
 
 router = APIRouter(tags=["health"])
 
@@ -52,6 +53,9 @@ class DatabaseCollector(Collector):
                     .select_from(OutboxMessage)
                     .where(OutboxMessage.dispatched_at.is_(None))
                 )
+                proxies = session.execute(
+                    select(ProxyHost.host_name, ProxyHost.reloads, ProxyHost.last_error)
+                ).all()
         except SQLAlchemyError:
             up.add_metric([], 0)
             yield up
@@ -77,6 +81,25 @@ class DatabaseCollector(Collector):
             "Jobs recorded but not yet sent to the broker.",
             value=pending or 0,
         )
+        yield from _proxy_metrics(proxies)
+
+
+def _proxy_metrics(proxies: Iterable[Any]) -> Iterable[Metric]:
+    reloads = CounterMetricFamily(
+        "cartridge_proxy_config_reloads",
+        "Configs the pull proxy on each host loaded (started or reloaded nginx with).",
+        labels=["host"],
+    )
+    refused = GaugeMetricFamily(
+        "cartridge_proxy_config_refused",
+        "1 while the newest config of a proxy host was refused by nginx and an older one runs.",
+        labels=["host"],
+    )
+    for host_name, count, last_error in proxies:
+        reloads.add_metric([host_name], count)
+        refused.add_metric([host_name], 1 if last_error else 0)
+    yield reloads
+    yield refused
 
 
 class HttpMetrics:

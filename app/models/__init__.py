@@ -8,6 +8,7 @@ from app.models.build_log_chunk import BuildLogChunk
 from app.models.image import Image
 from app.models.image_replica import ImageReplica, ReplicaState
 from app.models.outbox_message import OutboxMessage
+from app.models.proxy_host import ProxyHost
 from app.models.push import Push, PushDecision
 from app.models.registry import Registry
 from app.models.repository import Repository
@@ -28,6 +29,7 @@ __all__ = [
     "Image",
     "ImageReplica",
     "OutboxMessage",
+    "ProxyHost",
     "Push",
     "PushDecision",
     "Registry",

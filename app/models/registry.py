@@ -18,6 +18,8 @@ class Registry(Base):
     # host:port as Docker names it, e.g. "127.0.0.1:5000"; plain HTTP only on loopback.
     url: Mapped[str] = mapped_column(String(500))
     required: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Declared in the settings (CARTRIDGE_REGISTRIES): changed there, never through the API.
+    declared: Mapped[bool] = mapped_column(Boolean, default=False)
     healthy: Mapped[bool] = mapped_column(Boolean, default=True)
     last_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -67,6 +67,9 @@ def render(
         )
     values = {
         "replica_count": str(len(replicas)),
+        "user_directive": f"user {settings.proxy_worker_user};\n"
+        if settings.proxy_worker_user
+        else "",
         "worker_processes": settings.proxy_worker_processes,
         "runtime_dir": str(runtime_dir or settings.proxy_runtime_dir),
         "cache_path": str(cache_path or settings.proxy_cache_path),
@@ -75,13 +78,17 @@ def render(
         "cache_inactive": settings.proxy_cache_inactive,
         "upstream_servers": _server_lines(replicas),
         "upstream_scheme": schemes.pop(),
-        "listen": settings.proxy_host,
+        "listen": settings.proxy_listen or settings.proxy_host,
         "connect_timeout": f"{max(1, round(settings.registry_connect_timeout_seconds))}s",
         "cache_lock_timeout": CACHE_LOCK_TIMEOUT,
         "digest_cache_valid": DIGEST_CACHE_VALID,
         "tag_cache_valid": f"{settings.proxy_tag_cache_seconds}s",
     }
     return fill(TEMPLATE_PATH.read_text(), values)
+
+
+def _user_directive(user: str | None) -> str:
+    return f"user {user};\n" if user else ""
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:

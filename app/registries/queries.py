@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from app.models import Image, ImageReplica, Registry, ReplicaState
+from app.db import insert_for
+from app.models import Image, ImageReplica, ProxyHost, Registry, ReplicaState
 from app.models.base import utcnow
 
 
@@ -130,12 +130,6 @@ def mount_sources(
     return found
 
 
-def upsert_for(session: Session) -> Callable[..., Any]:
-    """The dialect's INSERT, which has `on_conflict_do_*` on both supported databases."""
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
 def record_presence(
     session: Session,
     image_id: int,
@@ -154,7 +148,7 @@ def record_presence(
     }
     if verified_digest:
         values["verified_at"] = now
-    statement = upsert_for(session)(ImageReplica).values(
+    statement = insert_for(session, ImageReplica).values(
         image_id=image_id, registry_id=registry_id, **values
     )
     statement = statement.on_conflict_do_update(
@@ -192,3 +186,7 @@ def release_repair(session: Session, registry_id: int) -> None:
     session.execute(
         update(Registry).where(Registry.id == registry_id).values(repair_lease_expires_at=None)
     )
+
+
+def proxy_hosts(session: Session) -> list[ProxyHost]:
+    return list(session.scalars(select(ProxyHost).order_by(ProxyHost.host_name)))

@@ -120,7 +120,7 @@ def replicate_image(
     )
 
 
-def copy_image_to(session: Session, image_id: int, registry_id: int) -> ReplicaOutcome:
+def copy_image_to(session: Session, *, image_id: int, registry_id: int) -> ReplicaOutcome:
     """Repairs one replica: copies the image there from a replica it is verified on (healthy
     ones first) and records the result."""
     image = _image(session, image_id)

@@ -8,13 +8,15 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from app.api.deps import DbSession, ReadAccess, WriteToken
-from app.errors import BadRequest
+from app.api.pagination import decode_cursor, page_of
 from app.models import Registry
 from app.registries import queries, service
 from app.registries.proxy import proxy_config
 from app.registries.schemas import (
     MissingImage,
     MissingImagePage,
+    ProxyHostList,
+    ProxyHostOut,
     RegistryCreate,
     RegistryList,
     RegistryOut,
@@ -22,6 +24,7 @@ from app.registries.schemas import (
 )
 
 router = APIRouter(prefix="/registries", tags=["registries"])
+proxies_router = APIRouter(prefix="/proxies", tags=["registries"])
 
 
 def _out(registry: Registry, missing: int) -> RegistryOut:
@@ -84,8 +87,8 @@ def missing_images(
 ) -> MissingImagePage:
     """Images the replica lacks (not verified present there), newest first."""
     registry = service.get_registry(session, name)
-    before_id = _cursor(cursor)
-    rows = queries.missing_images(session, registry.id, limit=limit, before_id=before_id)
+    before_id = int(decode_cursor(cursor, int)) if cursor else None
+    rows = queries.missing_images(session, registry.id, limit=limit + 1, before_id=before_id)
     items = [
         MissingImage(
             image_id=image.id,
@@ -98,13 +101,13 @@ def missing_images(
         )
         for image, row in rows
     ]
-    next_cursor = str(items[-1].image_id) if len(items) == limit else None
-    return MissingImagePage(items=items, next_cursor=next_cursor)
+    page = page_of(items, limit, key=lambda item: item.image_id)
+    return MissingImagePage(items=page.items, next_cursor=page.next_cursor)
 
 
-def _cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise BadRequest("The cursor is not one this API returned.", code="invalid_cursor")
-    return int(cursor)
+@proxies_router.get("")
+def list_proxy_hosts(session: DbSession, _access: ReadAccess) -> ProxyHostList:
+    """Every host running the pull proxy (`cartridge proxy serve`): the config it runs, how often
+    it was reloaded, and the error that kept a newer config from loading, if any."""
+    hosts = queries.proxy_hosts(session)
+    return ProxyHostList(items=[ProxyHostOut.model_validate(host) for host in hosts])

@@ -51,3 +51,21 @@ class MissingImage(BaseModel):
 class MissingImagePage(BaseModel):
     items: list[MissingImage]
     next_cursor: str | None
+
+
+class ProxyHostOut(BaseModel):
+    """A host running the pull proxy, the config it runs and why a newer one was refused."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    host_name: str
+    listen: str
+    config_sha256: str | None
+    applied_at: datetime | None
+    reloads: int
+    checked_at: datetime
+    last_error: str | None
+
+
+class ProxyHostList(BaseModel):
+    items: list[ProxyHostOut]

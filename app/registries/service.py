@@ -8,6 +8,7 @@ import re
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.db import insert_for
 from app.errors import BadRequest, Conflict, NotFound
 from app.models import Registry
 from app.models.base import utcnow
@@ -46,12 +47,17 @@ def get_registry(session: Session, name: str) -> Registry:
     return registry
 
 
-def create_registry(session: Session, name: str, url: str, *, required: bool = True) -> Registry:
+def check_name(name: str) -> None:
     if not NAME_PATTERN.match(name):
         raise BadRequest(
             "A registry name is 1-63 lowercase letters, digits, '.', '_' or '-'.",
             code="invalid_registry_name",
+            name=name,
         )
+
+
+def create_registry(session: Session, name: str, url: str, *, required: bool = True) -> Registry:
+    check_name(name)
     if queries.get_by_name(session, name) is not None:
         raise Conflict(f"A registry replica called {name!r} exists.", code="registry_exists")
     registry = Registry(name=name, url=normalize_address(url), required=required, healthy=True)
@@ -63,7 +69,7 @@ def create_registry(session: Session, name: str, url: str, *, required: bool = T
 def update_registry(
     session: Session, name: str, *, url: str | None = None, required: bool | None = None
 ) -> Registry:
-    registry = get_registry(session, name)
+    registry = _changeable(get_registry(session, name))
     if url is not None:
         registry.url = normalize_address(url)
     if required is not None:
@@ -73,8 +79,18 @@ def update_registry(
 
 
 def delete_registry(session: Session, name: str) -> None:
-    session.delete(get_registry(session, name))
+    session.delete(_changeable(get_registry(session, name)))
     session.flush()
+
+
+def _changeable(registry: Registry) -> Registry:
+    if registry.declared:
+        raise Conflict(
+            f"Registry replica {registry.name!r} is declared in the settings "
+            "(CARTRIDGE_REGISTRIES or CARTRIDGE_REGISTRIES_FILE): change or remove it there.",
+            code="registry_declared",
+        )
+    return registry
 
 
 def ensure_default_registry(session: Session) -> None:
@@ -89,8 +105,7 @@ def ensure_default_registry(session: Session) -> None:
         "healthy": True,
         "created_at": utcnow(),
     }
-    insert = queries.upsert_for(session)
-    session.execute(insert(Registry).values(**values).on_conflict_do_nothing())
+    session.execute(insert_for(session, Registry).values(**values).on_conflict_do_nothing())
     session.flush()
 
 

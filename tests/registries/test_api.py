@@ -129,6 +129,10 @@ def test_missing_lists_what_a_replica_lacks_newest_first(
     assert [(i["image_id"], i["state"], i["last_error"]) for i in page["items"]] == [
         (images[1].id, "missing", "connection refused")
     ]
+    assert page["next_cursor"] is None  # an exact last page says so, no empty page after it
+    bad = client.get("/api/v1/registries/r2/missing", params={"cursor": str(images[1].id)})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_cursor"
 
     listed = {r["name"]: r for r in client.get("/api/v1/registries").json()["items"]}
     assert (listed["r1"]["missing_images"], listed["r2"]["missing_images"]) == (0, 2)

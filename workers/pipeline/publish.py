@@ -72,10 +72,13 @@ def push_and_verify(
     *,
     log: BuildLog,
     control: BuildControl,
+    engine_registry: str | None = None,
     timeout: float = REGISTRY_TIMEOUT_SECONDS,
 ) -> PublishedImage:
-    """Pushes `registry/image_name:tag` and returns the manifest the registry confirms."""
-    pushed_digest = push_image(api, registry, image_name, tag, log=log, control=control)
+    """Pushes `registry/image_name:tag` and returns the manifest the registry confirms. The engine
+    pushes to `engine_registry` when it reaches the same registry by another address."""
+    engine_side = engine_registry or registry
+    pushed_digest = push_image(api, engine_side, image_name, tag, log=log, control=control)
     control.check()
     manifest = fetch_manifest(registry, image_name, tag, timeout=timeout)
     if pushed_digest is not None and manifest.digest != pushed_digest:

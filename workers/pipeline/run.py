@@ -49,7 +49,7 @@ def run_pipeline(
     """Runs the steps in `root`, an empty per-build directory the caller removes afterwards."""
     source = redact_url(job.clone_url)
     token = settings.git_token.get_secret_value() if settings.git_token else None
-    tag = f"{settings.registry_url}/{job.image_name}:{job.sha}"
+    tag = f"{settings.engine_registry_url}/{job.image_name}:{job.sha}"
     checkout = root / "checkout"
     with log.step("fetch", f"{source} at {job.sha}"):
         fetch_commit(job.clone_url, job.sha, checkout, token=token, log=log, control=control)
@@ -87,5 +87,6 @@ def run_pipeline(
             job.sha,
             log=log,
             control=control,
+            engine_registry=settings.engine_registry_url,
         )
     return BuiltImage(published=published, roles=conventions.roles, labels=labels)
