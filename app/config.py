@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # HTTP API.
     public_url: str = "http://127.0.0.1:8000"
     read_requires_token: bool = False
+    # Signs the web pages' session and CSRF cookies. Every API process must share it; when unset
+    # a random one is created in `state_dir` (fine for one host).
+    session_secret: SecretStr | None = None
+    session_days: int = 7
     default_page_size: int = 50
     max_page_size: int = 500
 

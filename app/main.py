@@ -22,6 +22,8 @@ from app.registries.router import proxies_router
 from app.registries.router import router as registries_router
 from app.repos.router import router as repos_router
 from app.statuses.router import router as github_router
+from app.web.router import mount_static
+from app.web.router import router as web_router
 from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,9 @@ def create_app() -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
     _register_declared_registries(settings)
+    # The web pages, under `/`; the API stays under /api/v1.
+    app.include_router(web_router)
+    mount_static(app)
     install_metrics(app)
     _install_error_handlers(app)
     return app
