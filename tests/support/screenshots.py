@@ -13,8 +13,8 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 PAGES = [
-    ("build", "/builds/{running}"),
-    ("build-failed", "/builds/{failed}#L9"),
+    ("build", "/builds/{failed}#L9"),
+    ("build-running", "/builds/{running}"),
     ("home", "/"),
     ("builds", "/builds"),
     ("repository", "/repos/octo/shop"),
@@ -58,7 +58,7 @@ def main(out_dir: Path) -> None:
                     page.wait_for_selector("#log .line")
                     page.wait_for_timeout(300)
                 target = out_dir / f"{name}{suffix}.png"
-                page.screenshot(path=str(target), full_page=name != "build" or bool(suffix))
+                page.screenshot(path=str(target), full_page=True)
                 print(target)
             page.close()
         browser.close()
