@@ -17,8 +17,12 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import create_token
 from app.broker import get_celery
+from app.builds.transitions import transition
 from app.config import get_settings
+from app.db import session_scope
+from app.events.announce import announce_build_change
 from app.models import Build, BuildStatus, Repository
+from app.models.base import utcnow
 from app.outbox.relay import reset_relay
 from tests.builds.helpers import sample_files, wait_for
 from tests.conftest import WEBHOOK_SECRET
@@ -80,6 +84,28 @@ def test_list_filters_change_the_url_and_the_rows(page: Page, server: str, seede
     assert page.locator("tbody tr").count() == 2
     page.go_back()
     page.wait_for_url(re.compile(r"status=failed"))
+
+
+def test_rows_update_live_and_new_builds_appear(page: Page, server: str, seeded: Seeded) -> None:
+    running = seeded.builds["running"]
+    page.goto(f"{server}/builds?repo=octo/shop")
+    assert page.get_attribute(f"#build-row-{running.id}", "data-status") == "running"
+    page.wait_for_timeout(500)  # the page's event stream is open
+    with session_scope() as session:
+        transition(session, running.id, BuildStatus.SUCCEEDED, finished_at=utcnow())
+    page.wait_for_selector(f"#build-row-{running.id}[data-status=succeeded]")
+    with session_scope() as session:
+        fresh = Build(repository_id=seeded.repositories["shop"].id, sha="f" * 40)
+        elsewhere = Build(repository_id=seeded.repositories["api"].id, sha="e" * 40)
+        session.add_all([fresh, elsewhere])
+        session.flush()
+        announce_build_change(session, fresh.id)
+        announce_build_change(session, elsewhere.id)
+    page.wait_for_selector(f"tbody tr:first-child#build-row-{fresh.id}")
+    page.wait_for_timeout(1000)
+    # A build of another repository is not this list's.
+    assert page.locator(f"#build-row-{elsewhere.id}").count() == 0
+    not_pwned(page)
 
 
 def test_line_links_highlight_lines_and_ranges(page: Page, server: str, seeded: Seeded) -> None:
