@@ -130,6 +130,46 @@ def test_line_links_highlight_lines_and_ranges(page: Page, server: str, seeded: 
     assert "\x1b" not in "".join(log_lines(page))
 
 
+def test_a_big_log_starts_with_its_tail_and_loads_the_rest(
+    page: Page, server: str, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.builds import logs
+    from app.web import views
+
+    monkeypatch.setattr(views, "TAIL_CHARS", 4000)
+    build = seeded.builds["cancelled"]
+    with session_scope() as session:
+        for start in range(0, 3000, 100):  # chunks of 100 lines, as flushes would write them
+            logs.append(
+                session, build.id, 1, "".join(f"row {n}\n" for n in range(start + 1, start + 101))
+            )
+
+    def rows() -> list[tuple[int, str]]:
+        found = page.eval_on_selector_all(
+            "#log .line", "rows => rows.map(r => [r.id, r.querySelector('.text').textContent])"
+        )
+        return [(int(row_id[1:]), text) for row_id, text in found]
+
+    page.goto(f"{server}/builds/{build.id}")
+    page.wait_for_function(
+        "document.getElementById('log-state').textContent.startsWith('finished')"
+    )
+    tail = rows()
+    assert tail[0][0] > 1
+    assert tail[-1] == (3000, "row 3000")
+    assert all(text == f"row {number}" for number, text in tail)  # numbered as in the whole log
+    page.click("#log-earlier")
+    page.wait_for_function("document.querySelectorAll('#log .line').length === 3000")
+    page.wait_for_function(
+        "document.getElementById('log-state').textContent.startsWith('finished')"
+    )
+    assert rows() == [(n, f"row {n}") for n in range(1, 3001)]
+    # A link to a line before the tail loads the whole log and goes there.
+    page.goto(f"{server}/builds/{build.id}#L5")
+    page.wait_for_selector("#L5.hl")
+    assert page.inner_text("#L5 .text") == "row 5"
+
+
 @pytest.fixture
 def live_installation(
     session: Session,
