@@ -4,11 +4,24 @@
 (function () {
   "use strict";
 
-  function swapRow(table, buildId) {
+  function newest(table) {
+    var ids = Array.prototype.map.call(table.tBodies[0].rows, function (row) {
+      return Number(row.dataset.buildId);
+    });
+    return ids.length ? Math.max.apply(null, ids) : 0;
+  }
+
+  function swapRow(table, buildId, status) {
+    var existing = document.getElementById("build-row-" + buildId);
+    // Only a newer build joins the top of a list; older ones belong to later pages.
+    var joins = table.dataset.firstPage === "yes" && buildId > newest(table);
+    var only = table.dataset.insertStatuses;
+    if (joins && only && only.split(" ").indexOf(status) === -1) joins = false;
+    if (!existing && !joins) return;
     var filters = table.dataset.filters || "";
     var url = "/builds/" + buildId + "/row" + (filters ? "?" + filters : "");
     fetch(url, { credentials: "same-origin" }).then(function (response) {
-      var existing = document.getElementById("build-row-" + buildId);
+      existing = document.getElementById("build-row-" + buildId);
       if (response.status === 204) {
         if (existing) existing.remove();
         return null;
@@ -22,7 +35,7 @@
         existing = document.getElementById("build-row-" + buildId);
         if (existing) {
           existing.replaceWith(row);
-        } else if (table.dataset.firstPage === "yes") {
+        } else if (joins) {
           var body = table.tBodies[0];
           body.insertBefore(row, body.firstChild);
         }
@@ -47,7 +60,7 @@
       sources.push(source);
       source.addEventListener("build", function (message) {
         var data = JSON.parse(message.data);
-        byUrl[url].forEach(function (table) { swapRow(table, data.build_id); });
+        byUrl[url].forEach(function (table) { swapRow(table, data.build_id, data.status); });
       });
     });
   }
