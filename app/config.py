@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     # The user nginx's worker processes run as when its master runs as root (nginx's own default,
     # usually `nobody`, when unset); `cartridge proxy serve` gives it the cache directory.
     proxy_worker_user: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    # Image retention (see app/retention/policy.py): what the periodic prune keeps.
+    retention_enabled: bool = True
+    retention_interval_seconds: float = 3600.0
+    retention_keep_last: int = Field(default=10, ge=1)
+    retention_keep_days: int = Field(default=30, ge=0)
+    retention_keep_pulled_days: int = Field(default=7, ge=0)
+    retention_deleted_branch_days: int = Field(default=14, ge=0)
+    # Images one prune run deletes at the most; the next run continues.
+    retention_batch_size: int = Field(default=200, ge=1)
+    image_delete_max_tries: int = 8
     # `cartridge proxy serve` re-renders the config this often and reloads nginx when it changed.
     proxy_refresh_seconds: float = 5.0
     nginx_binary: str = "nginx"

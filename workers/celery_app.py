@@ -17,6 +17,7 @@ celery_app.conf.include = [
     "workers.builds",
     "workers.statuses",
     "workers.replication",
+    "workers.retention",
 ]
 celery_app.conf.beat_schedule = {
     "relay-outbox": {
@@ -34,6 +35,10 @@ celery_app.conf.beat_schedule = {
     "check-registry-replicas": {
         "task": "cartridge.registries.check",
         "schedule": settings.registry_health_interval_seconds,
+    },
+    "prune-images": {
+        "task": "cartridge.images.prune",
+        "schedule": settings.retention_interval_seconds,
     },
 }
 

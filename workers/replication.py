@@ -31,7 +31,7 @@ def check_replicas() -> dict[str, str | None]:
         sync_declared(session, get_settings())
     with session_scope() as session:
         errors = check_health(session)
-        for registry in queries.list_registries(session):
+        for registry in queries.serving_registries(session):
             if errors.get(registry.name):
                 log.warning("registry %s is unhealthy: %s", registry.name, errors[registry.name])
             elif queries.images_to_repair(session, registry.id, limit=1):

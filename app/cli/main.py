@@ -6,6 +6,7 @@ import click
 
 from app import migrate
 from app.cli.builds import builds
+from app.cli.images import images_group
 from app.cli.registries import proxy, proxy_config_command, registry
 from app.cli.repos import repo
 from app.cli.statuses import statuses
@@ -81,6 +82,7 @@ builds.add_command(statuses)
 cli.add_command(registry)
 cli.add_command(proxy_config_command)
 cli.add_command(proxy)
+cli.add_command(images_group)
 
 if __name__ == "__main__":
     cli()

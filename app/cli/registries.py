@@ -15,6 +15,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.errors import CartridgeError
 from app.registries import queries, service
+from app.registries.gc import collect_garbage, leave_maintenance
 from app.registries.proxy import proxy_config
 from app.registries.proxy_supervisor import ProxySupervisor
 
@@ -121,6 +122,41 @@ def registry_missing(name: str, limit: int) -> None:
                 click.echo(f"{name} lacks no image")
     except CartridgeError as error:
         _fail(error)
+
+
+@registry.command("gc")
+@click.argument("name")
+@click.option(
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The replica's Distribution config file (this command runs on the replica's host).",
+)
+@click.option(
+    "--stop",
+    default=None,
+    help="Command that stops the replica, e.g. 'systemctl stop docker-registry'.",
+)
+@click.option("--start", default=None, help="Command that starts it again.")
+def registry_gc(name: str, config: Path, stop: str | None, start: str | None) -> None:
+    """Reclaim replica NAME's space: out of the push set and the proxy, stopped, garbage-collected
+    (a dry run first), started, then back in service. Run it on one replica at a time."""
+    try:
+        collect_garbage(name, get_settings(), config=config, stop=stop, start=start, say=click.echo)
+    except CartridgeError as error:
+        _fail(error)
+
+
+@registry.command("gc-done")
+@click.argument("name")
+def registry_gc_done(name: str) -> None:
+    """Take replica NAME out of maintenance after a collection that stopped half-way."""
+    try:
+        leave_maintenance(name)
+    except CartridgeError as error:
+        _fail(error)
+    click.echo(f"{name} is back in the push set and the proxy")
 
 
 @click.command("proxy-config")

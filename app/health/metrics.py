@@ -24,7 +24,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.deps import ReadAccess
 from app.db import get_session_factory
 from app.health.backlog import BacklogCollector
-from app.models import Build, BuildStatus, OutboxMessage, ProxyHost, WebhookDelivery
+from app.models import (
+    Build,
+    BuildStatus,
+    DeletionState,
+    ImageDeletion,
+    OutboxMessage,
+    ProxyHost,
+    WebhookDelivery,
+)
 
 router = APIRouter(tags=["health"])
 
@@ -54,6 +62,11 @@ class DatabaseCollector(Collector):
                     .select_from(OutboxMessage)
                     .where(OutboxMessage.dispatched_at.is_(None))
                 )
+                deletions = dict(
+                    session.execute(
+                        select(ImageDeletion.state, func.count()).group_by(ImageDeletion.state)
+                    ).all()
+                )
                 proxies = session.execute(
                     select(ProxyHost.host_name, ProxyHost.reloads, ProxyHost.last_error)
                 ).all()
@@ -82,6 +95,14 @@ class DatabaseCollector(Collector):
             "Jobs recorded but not yet sent to the broker.",
             value=pending or 0,
         )
+        by_state = GaugeMetricFamily(
+            "cartridge_image_deletions",
+            "Deletions of images from replicas by state (refused: deletes disabled there).",
+            labels=["state"],
+        )
+        for state in DeletionState:
+            by_state.add_metric([state.value], deletions.get(state, 0))
+        yield by_state
         yield from _proxy_metrics(proxies)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from app.api.deps import DbSession, ReadAccess
+from app.api.deps import DbSession, ReadAccess, WriteToken
 from app.images import service
 from app.images.schemas import ImageOut
 
@@ -19,6 +19,18 @@ Sha = Annotated[str, Path(pattern=r"^[0-9a-f]{40}$", description="The full commi
 def get_image_by_digest(digest: str, session: DbSession, _access: ReadAccess) -> ImageOut:
     """The image whose manifest digest is `digest` (`sha256:...`)."""
     return service.get_by_digest(session, digest)
+
+
+@router.put("/images/{digest}/pin", response_model=ImageOut)
+def pin_image(digest: str, session: DbSession, _token: WriteToken) -> ImageOut:
+    """Pins the image: retention keeps it whatever its age or branch."""
+    return service.set_pinned(session, digest, True)
+
+
+@router.delete("/images/{digest}/pin", response_model=ImageOut)
+def unpin_image(digest: str, session: DbSession, _token: WriteToken) -> ImageOut:
+    """Unpins the image: retention's other rules decide again."""
+    return service.set_pinned(session, digest, False)
 
 
 @router.get("/repos/{owner}/{name}/images/{sha}", response_model=ImageOut)

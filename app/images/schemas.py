@@ -38,4 +38,6 @@ class ImageOut(BaseModel):
     roles: dict[str, str] = Field(description="container/roles.json: role name -> command.")
     labels: dict[str, str]
     replicas: list[ReplicaPresence]
+    pinned: bool = Field(description="Retention always keeps a pinned image.")
+    last_pulled_at: datetime | None = Field(description="The last pull through the proxy.")
     created_at: datetime

@@ -58,10 +58,34 @@ def record(
 
 
 def get_by_digest(session: Session, digest: str) -> ImageOut:
+    return _out(session, _offered(_by_digest(session, digest)))
+
+
+def set_pinned(session: Session, digest: str, pinned: bool) -> ImageOut:
+    """Pins (retention always keeps it) or unpins the image. Only flushes."""
+    found = _offered(_by_digest(session, digest))
+    found.image.pinned = pinned
+    session.flush()
+    return _out(session, found)
+
+
+def _by_digest(session: Session, digest: str) -> queries.ImageOrigin:
     found = queries.by_digest(session, digest) if DIGEST.match(digest) else None
     if found is None:
         raise NotFound(f"No image has the digest {digest}.", code="image_not_found")
-    return _out(session, found)
+    return found
+
+
+def _offered(found: queries.ImageOrigin) -> queries.ImageOrigin:
+    """The image, unless retention is deleting it (or has): then it is no longer offered."""
+    image = found.image
+    if image.deleting_at is not None:
+        raise NotFound(
+            f"Image {image.manifest_digest} was deleted by retention "
+            f"(since {image.deleting_at.isoformat(timespec='seconds')}).",
+            code="image_deleted",
+        )
+    return found
 
 
 def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
@@ -71,7 +95,7 @@ def get_by_sha(session: Session, owner: str, name: str, sha: str) -> ImageOut:
             f"{owner}/{name} has no image for {sha} (not built yet, or its build failed).",
             code="image_not_found",
         )
-    return _out(session, found)
+    return _out(session, _offered(found))
 
 
 def _out(session: Session, found: queries.ImageOrigin) -> ImageOut:
@@ -105,5 +129,7 @@ def _out(session: Session, found: queries.ImageOrigin) -> ImageOut:
         roles=image.roles,
         labels=image.labels,
         replicas=replicas,
+        pinned=image.pinned,
+        last_pulled_at=image.last_pulled_at,
         created_at=image.created_at,
     )

@@ -6,6 +6,7 @@ from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
 from app.models.build_event import BuildEvent
 from app.models.build_log_chunk import BuildLogChunk
 from app.models.image import Image
+from app.models.image_deletion import DeletionState, ImageDeletion
 from app.models.image_replica import ImageReplica, ReplicaState
 from app.models.outbox_message import OutboxMessage
 from app.models.proxy_host import ProxyHost
@@ -25,8 +26,10 @@ __all__ = [
     "BuildLogChunk",
     "BuildStatus",
     "CommitState",
+    "DeletionState",
     "DeliveryOutcome",
     "Image",
+    "ImageDeletion",
     "ImageReplica",
     "OutboxMessage",
     "ProxyHost",

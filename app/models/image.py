@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigId, JsonValue, UtcDateTime, utcnow
@@ -29,3 +29,10 @@ class Image(Base):
     roles: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
     labels: Mapped[dict[str, str]] = mapped_column(JsonValue, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Retention: a pinned image is always kept; pulls through the proxy keep an image too.
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_pulled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Set when retention chose to delete it: from then on nothing offers, repairs or pins it.
+    deleting_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Set once every replica confirmed the manifest gone (or had never held it).
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)

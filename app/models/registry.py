@@ -23,6 +23,10 @@ class Registry(Base):
     healthy: Mapped[bool] = mapped_column(Boolean, default=True)
     last_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Out of the push set and the proxy while its garbage is collected (`cartridge registry gc`).
+    maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_gc_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    last_gc_report: Mapped[str | None] = mapped_column(Text, default=None)
     # A repair job holds this lease so that overlapping runs do not copy the same images twice.
     repair_lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

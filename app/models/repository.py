@@ -27,6 +27,8 @@ class Repository(Base):
     cancel_superseded: Mapped[bool] = mapped_column(Boolean, default=True)
     # None means "the default branch only".
     protected_branches: Mapped[list[str] | None] = mapped_column(JsonValue, default=None)
+    # Overrides of the installation's image retention policy (keys of `RetentionPolicy`).
+    retention: Mapped[dict[str, int] | None] = mapped_column(JsonValue, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -48,6 +48,8 @@ def upstreams(session: Session, settings: Settings) -> list[Upstream]:
     registries = queries.list_registries(session)
     if not registries:
         return [Upstream(settings.registry_url)]
+    # A replica in maintenance is left out, unless that would leave none.
+    registries = [r for r in registries if not r.maintenance] or registries
     return [Upstream(r.url, r.healthy) for r in registries]
 
 

@@ -5,7 +5,8 @@ health. When it differs from the one nginx runs, it is checked with `nginx -t` f
 nginx refuses is never loaded (the proxy keeps serving with the previous one) and the refusal is
 recorded for the API (`GET /api/v1/proxies`), the metrics and the log. An accepted config is
 written atomically and nginx is started, or reloaded (`nginx -s reload`: running requests finish on
-the old workers, so pulls in flight are not cut).
+the old workers, so pulls in flight are not cut). Each pass also records the pulls the proxy served
+since the last one (from its access log), which image retention counts as use.
 
 Each proxy host records what it runs in `proxy_hosts`, one row per host name. The database is read
 in one short transaction per pass; nginx is never called inside one.
@@ -30,6 +31,7 @@ from app.errors import CartridgeError
 from app.models import ProxyHost
 from app.models.base import utcnow
 from app.registries.proxy import check, render, upstreams
+from app.retention.pulls import AccessLogReader, record_pulls
 
 log = logging.getLogger(__name__)
 NGINX_SIGNAL_TIMEOUT_SECONDS = 30
@@ -46,6 +48,7 @@ class ProxySupervisor:
         self.settings = settings
         self.runtime_dir = settings.proxy_runtime_dir
         self.config_path = settings.proxy_config_path
+        self.access_log = AccessLogReader(self.runtime_dir / "access.log")
 
     def apply_once(self) -> ApplyResult:
         """Renders the config; loads it if it changed and nginx accepts it."""
@@ -161,8 +164,10 @@ class ProxySupervisor:
             return None
 
     def _record(self, result: ApplyResult) -> None:
+        pulls = self.access_log.read_new()
         with get_session_factory()() as session:
             record_proxy_state(session, self.settings, result, self._current())
+            record_pulls(session, pulls)
             session.commit()
 
 

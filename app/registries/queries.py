@@ -18,6 +18,11 @@ def list_registries(session: Session) -> list[Registry]:
     return list(session.scalars(select(Registry).order_by(Registry.name)))
 
 
+def serving_registries(session: Session) -> list[Registry]:
+    """The replicas builds are copied to and the proxy reads from: all but those in maintenance."""
+    return [r for r in list_registries(session) if not r.maintenance]
+
+
 def get_by_name(session: Session, name: str) -> Registry | None:
     return session.scalar(select(Registry).where(Registry.name == name))
 
@@ -35,7 +40,10 @@ def _missing_on(registry_id: int) -> Select[Image, ImageReplica]:
             ImageReplica,
             and_(ImageReplica.image_id == Image.id, ImageReplica.registry_id == registry_id),
         )
-        .where(or_(ImageReplica.id.is_(None), ImageReplica.state != ReplicaState.PRESENT))
+        .where(
+            Image.deleting_at.is_(None),
+            or_(ImageReplica.id.is_(None), ImageReplica.state != ReplicaState.PRESENT),
+        )
     )
 
 
@@ -74,10 +82,12 @@ def images_to_repair(session: Session, registry_id: int, *, limit: int) -> list[
 
 def missing_counts(session: Session) -> dict[int, int]:
     """Registry id -> how many images it lacks."""
-    total_images = session.scalar(select(func.count(Image.id))) or 0
+    live = Image.deleting_at.is_(None)
+    total_images = session.scalar(select(func.count(Image.id)).where(live)) or 0
     present_counts = session.execute(
         select(ImageReplica.registry_id, func.count(ImageReplica.id))
-        .where(ImageReplica.state == ReplicaState.PRESENT)
+        .join(Image, Image.id == ImageReplica.image_id)
+        .where(ImageReplica.state == ReplicaState.PRESENT, live)
         .group_by(ImageReplica.registry_id)
     )
     present: dict[int, int] = dict(present_counts.all())

@@ -103,7 +103,7 @@ def replicate_image(
     settings = get_settings()
     image = _image(session, image_id)
     ensure_default_registry(session)
-    registries = queries.list_registries(session)
+    registries = queries.serving_registries(session)
     source_address = normalize_address(source or settings.registry_url)
     reports = _copy(session, image, source_address, registries, settings)
     outcomes = tuple(

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.models import Registry
+from app.models import Image, Registry
 from app.registries import service
 from app.registries.proxy_supervisor import ProxySupervisor
 from tests.support.registry import stop_process, wait_until
-from tests.support.registry_cluster import RegistryCluster, docker, push_image
+from tests.support.registry_cluster import PushedImage, RegistryCluster, docker, push_image
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.e2e
@@ -58,10 +58,12 @@ def test_the_proxy_follows_the_replicas_and_keeps_a_good_config(
     cluster: RegistryCluster,
     proxy_settings: str,
     repository_path: str,
+    record_image: Callable[[PushedImage], Image],
 ) -> None:
     session.add(Registry(name="r1", url=cluster[0].host, required=True))
     session.commit()
     pushed = push_image(cluster[0].host, repository_path)
+    image = record_image(pushed)
     supervisor = ProxySupervisor(get_settings())
 
     first = supervisor.apply_once()
@@ -69,6 +71,9 @@ def test_the_proxy_follows_the_replicas_and_keeps_a_good_config(
     assert supervisor.nginx_running()
     assert _manifest_status(proxy_settings, repository_path, pushed.manifest_digest) == 200
     assert supervisor.apply_once().changed is False  # nothing changed: no reload
+    # The pull went into the proxy's access log; the pass recorded it for retention.
+    session.refresh(image)
+    assert image.last_pulled_at is not None
 
     # A second replica: the config names it and nginx is reloaded, not restarted.
     pid = supervisor._pid()

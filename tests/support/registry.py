@@ -28,7 +28,7 @@ storage:
   filesystem:
     rootdirectory: {storage}
   delete:
-    enabled: true
+    enabled: {deletes}
   maintenance:
     readonly:
       enabled: {read_only}
@@ -67,6 +67,8 @@ class RunningRegistry:
     extra_config: str = ""
     # A registry in maintenance: it serves pulls and refuses uploads.
     read_only: bool = False
+    # Distribution refuses manifest deletes (405) unless storage.delete.enabled is set.
+    deletes_enabled: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -91,6 +93,7 @@ class RunningRegistry:
                 port=self.port,
                 secret=uuid.uuid4().hex,
                 read_only=str(self.read_only).lower(),
+                deletes=str(self.deletes_enabled).lower(),
             )
             + self.extra_config
         )
