@@ -17,6 +17,7 @@ from app.events.router import router as events_router
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
+from app.logs import RequestIdMiddleware, configure_logging
 from app.registries.declared import sync_declared
 from app.registries.router import proxies_router
 from app.registries.router import router as registries_router
@@ -32,6 +33,7 @@ API_PREFIX = "/api/v1"
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    configure_logging(settings)
     settings.check()
     app = FastAPI(
         title="Cartridge",
@@ -55,6 +57,7 @@ def create_app() -> FastAPI:
     app.include_router(web_router)
     mount_static(app)
     install_metrics(app)
+    app.add_middleware(RequestIdMiddleware)
     _install_error_handlers(app)
     return app
 
