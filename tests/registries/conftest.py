@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.models import Build, Image, Registry, Repository
+from app.models import Build, BuildStatus, Image, Push, PushDecision, Registry, Repository
+from app.models.base import utcnow
 from tests.support.registry_cluster import PushedImage, RegistryCluster, registry_cluster
 
 
@@ -55,14 +57,36 @@ def repository_path() -> str:
 @pytest.fixture
 def record_image(
     session: Session, make_repository: Callable[..., Repository]
-) -> Callable[[PushedImage], Image]:
-    """Records the build and image rows for a pushed image, as the pipeline does after a push."""
+) -> Callable[..., Image]:
+    """Records the build and image rows for a pushed image, as the pipeline does after a push:
+    in a repository of its own, or in `repository` as a succeeded build pushed to `branch`,
+    created `age` ago."""
 
-    def record(pushed: PushedImage) -> Image:
-        repository = make_repository(f"octo/{uuid.uuid4().hex[:8]}")
-        build = Build(repository_id=repository.id, sha=uuid.uuid4().hex + "0" * 8)
+    def record(
+        pushed: PushedImage,
+        *,
+        repository: Repository | None = None,
+        branch: str | None = None,
+        age: timedelta | None = None,
+    ) -> Image:
+        repository = repository or make_repository(f"octo/{uuid.uuid4().hex[:8]}")
+        sha = uuid.uuid4().hex + "0" * 8
+        status = BuildStatus.SUCCEEDED if branch else BuildStatus.QUEUED
+        build = Build(repository_id=repository.id, sha=sha, status=status)
         session.add(build)
         session.flush()
+        if branch is not None:
+            session.add(
+                Push(
+                    repository_id=repository.id,
+                    ref=f"refs/heads/{branch}",
+                    branch=branch,
+                    before_sha="0" * 40,
+                    after_sha=sha,
+                    build_id=build.id,
+                    decision=PushDecision.BUILT,
+                )
+            )
         image = Image(
             build_id=build.id,
             name=pushed.repository,
@@ -72,6 +96,7 @@ def record_image(
             media_type=pushed.media_type,
             size=pushed.size,
             layers=pushed.layers,
+            created_at=utcnow() - (age or timedelta()),
         )
         session.add(image)
         session.commit()

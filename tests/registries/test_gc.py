@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.errors import Conflict
-from app.models import Build, Image, Push, PushDecision, Registry, Repository
-from app.models.base import utcnow
+from app.models import Image, Registry, Repository
 from app.registries.gc import collect_garbage
 from app.registries.proxy_supervisor import ProxySupervisor
 from app.registries.replication import replicate_image
@@ -51,40 +50,6 @@ def _storage_bytes(registry: RunningRegistry) -> int:
     return sum(p.stat().st_size for p in (registry.directory / "storage").rglob("*") if p.is_file())
 
 
-def _record(session: Session, repository: Repository, r1: RunningRegistry, path: str) -> Image:
-    pushed = push_image(r1.host, path, layers=2, layer_bytes=512 * 1024)
-    build = Build(repository_id=repository.id, sha=pushed.tag.ljust(40, "0"), status="succeeded")
-    session.add(build)
-    session.flush()
-    session.add(
-        Push(
-            repository_id=repository.id,
-            ref="refs/heads/main",
-            branch="main",
-            before_sha="0" * 40,
-            after_sha=build.sha,
-            build_id=build.id,
-            decision=PushDecision.BUILT,
-        )
-    )
-    image = Image(
-        build_id=build.id,
-        name=path,
-        tag=pushed.tag,
-        manifest_digest=pushed.manifest_digest,
-        config_digest=pushed.config_digest,
-        media_type=pushed.media_type,
-        size=pushed.size,
-        layers=pushed.layers,
-        created_at=utcnow() - timedelta(days=60),
-    )
-    session.add(image)
-    session.commit()
-    assert replicate_image(session, image.id).quorum_met
-    session.commit()
-    return image
-
-
 def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
     session: Session,
     configure: Callable[..., None],
@@ -92,8 +57,17 @@ def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
     replicas: tuple[RunningRegistry, RunningRegistry],
     repository_path: str,
     tmp_path: Path,
+    record_image: Callable[..., Image],
 ) -> None:
     r1, r2 = replicas
+
+    def record() -> Image:
+        pushed = push_image(r1.host, repository_path, layers=2, layer_bytes=512 * 1024)
+        image = record_image(pushed, repository=repository, branch="main", age=timedelta(days=60))
+        assert replicate_image(session, image.id).quorum_met
+        session.commit()
+        return image
+
     proxy = f"127.0.0.1:{free_port()}"
     configure(
         registry_url=r1.host,
@@ -108,8 +82,8 @@ def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
     )
     session.add_all([Registry(name="r1", url=r1.host), Registry(name="r2", url=r2.host)])
     repository = make_repository("octo/app", image_name=repository_path)
-    old = _record(session, repository, r1, repository_path)
-    kept = _record(session, repository, r1, repository_path)
+    old = record()
+    kept = record()
     assert apply(session, get_settings(), limit=10) == [old.id]
     session.commit()
     for deletion_id in (1, 2):

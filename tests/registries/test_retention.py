@@ -17,12 +17,9 @@ from sqlalchemy.orm import Session
 from app.cli.main import cli
 from app.config import get_settings
 from app.models import (
-    Build,
     DeletionState,
     Image,
     ImageDeletion,
-    Push,
-    PushDecision,
     Registry,
     Repository,
 )
@@ -32,7 +29,7 @@ from app.registries.distribution import DOCKER_MANIFEST, accept_header
 from app.registries.replication import replicate_image
 from app.retention.service import apply
 from tests.support.registry import RunningRegistry
-from tests.support.registry_cluster import PushedImage, push_image
+from tests.support.registry_cluster import push_image
 from workers.retention import delete_from_replica
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +66,7 @@ def test_prune_deletes_by_digest_on_every_replica_and_keeps_what_a_rule_keeps(
     make_repository: Callable[..., Repository],
     two_replicas: tuple[RunningRegistry, RunningRegistry],
     repository_path: str,
+    record_image: Callable[..., Image],
 ) -> None:
     r1, r2 = two_replicas
     configure(
@@ -81,36 +79,12 @@ def test_prune_deletes_by_digest_on_every_replica_and_keeps_what_a_rule_keeps(
     repository = make_repository("octo/app", image_name=repository_path)
     images: list[Image] = []
     for _ in range(4):
-        pushed: PushedImage = push_image(r1.host, repository_path)
-        build = Build(
-            repository_id=repository.id, sha=pushed.tag.ljust(40, "0"), status="succeeded"
+        image = record_image(
+            push_image(r1.host, repository_path),
+            repository=repository,
+            branch="main",
+            age=timedelta(days=60),
         )
-        session.add(build)
-        session.flush()
-        session.add(
-            Push(
-                repository_id=repository.id,
-                ref="refs/heads/main",
-                branch="main",
-                before_sha="0" * 40,
-                after_sha=build.sha,
-                build_id=build.id,
-                decision=PushDecision.BUILT,
-            )
-        )
-        image = Image(
-            build_id=build.id,
-            name=pushed.repository,
-            tag=pushed.tag,
-            manifest_digest=pushed.manifest_digest,
-            config_digest=pushed.config_digest,
-            media_type=pushed.media_type,
-            size=pushed.size,
-            layers=pushed.layers,
-            created_at=utcnow() - timedelta(days=60),
-        )
-        session.add(image)
-        session.commit()
         assert replicate_image(session, image.id).quorum_met
         session.commit()
         images.append(image)
