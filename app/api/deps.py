@@ -51,6 +51,15 @@ def require_token(request: Request, session: DbSession) -> ApiToken:
 def read_access(request: Request, session: DbSession, settings: AppSettings) -> ApiToken | None:
     if not settings.read_requires_token:
         return None
+    if _bearer(request) is None:
+        # The web pages' own reads (the live log, the event stream: EventSource sends no
+        # headers) come with the browser's session. Only reads: writes need the bearer token,
+        # which a cross-site form cannot send.
+        from app.web.auth import signed_in_token
+
+        token = signed_in_token(request, session)
+        if token is not None:
+            return token
     return require_token(request, session)
 
 

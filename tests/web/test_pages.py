@@ -238,8 +238,16 @@ def test_pages_need_sign_in_when_reads_need_a_token(
     answer = client.get("/builds?status=failed", follow_redirects=False)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/sign-in?next=%2Fbuilds%3Fstatus%3Dfailed"
+    assert client.get("/api/v1/events").status_code == 401
     sign_in(client, write_token)
     assert client.get("/builds").status_code == 200
+    # The pages' live log and event stream read the API with the session (EventSource cannot
+    # send a bearer token); writes still need one.
+    running = seeded.builds["running"]
+    assert client.get(f"/api/v1/builds/{running.id}/log").status_code == 200
+    with client.stream("GET", "/api/v1/events") as stream:
+        assert stream.status_code == 200
+    assert client.post(f"/api/v1/builds/{running.id}/cancel").status_code == 401
 
 
 def test_steps_and_the_failing_step_come_from_the_log(session: Session, seeded: Seeded) -> None:
