@@ -26,6 +26,7 @@ from app.models.base import utcnow
 from app.outbox.relay import reset_relay
 from tests.builds.helpers import sample_files, wait_for
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.factories import reads_need_token  # noqa: F401 (a fixture)
 from tests.support.github import ZERO_SHA, encode, push_payload, webhook_headers
 from tests.support.seed import Seeded, seed
 from tests.support.server import serve
@@ -304,4 +305,21 @@ def test_cancel_from_the_page_cancels_the_running_build(
     page.wait_for_function(
         "document.getElementById('log-state').textContent.startsWith('finished')"
     )
+    not_pwned(page)
+
+
+@pytest.mark.usefixtures("reads_need_token")
+def test_signed_in_pages_stream_logs_when_reads_need_a_token(
+    page: Page, server: str, seeded: Seeded, write_token: str
+) -> None:
+    build_id = seeded.builds["failed"].id
+    page.goto(f"{server}/builds/{build_id}")
+    page.wait_for_url(re.compile(r"/sign-in\?next="))
+    page.fill("#token", write_token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/builds/{build_id}")
+    page.wait_for_function(
+        "document.getElementById('log-state').textContent === 'finished: failed'"
+    )
+    assert "db/schema.rb is out of date" in page.inner_text("#log")
     not_pwned(page)
