@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     default_page_size: int = 50
     max_page_size: int = 500
 
+    # Fernet keys, comma-separated, that encrypt stored secrets (the first one encrypts). Outside
+    # production a key is generated in $CARTRIDGE_STATE_DIR/secret.key when this is unset.
+    secret_keys: SecretStr | None = None
+
     # GitHub webhooks.
     webhook_secret: SecretStr | None = None
     webhook_max_body_bytes: int = 25 * 1024 * 1024
@@ -74,6 +78,19 @@ class Settings(BaseSettings):
     # Build logs are committed in batches: whichever comes first.
     build_log_flush_seconds: float = 0.5
     build_log_flush_bytes: int = 16 * 1024
+    # A build's log stores at most this much; past it the build runs on and the last
+    # build_log_tail_bytes of the output are kept, after a line saying how much was dropped.
+    build_log_max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    build_log_tail_bytes: int = Field(default=1024 * 1024, ge=0)
+
+    # Retention (app/retention/service.py): how long rows are kept; 0 keeps them forever.
+    row_retention_interval_seconds: float = 3600.0
+    row_retention_batch_size: int = Field(default=500, ge=1, le=10_000)
+    row_retention_deliveries_days: float = Field(default=30, ge=0)
+    row_retention_outbox_hours: float = Field(default=24, ge=0)
+    row_retention_status_posts_days: float = Field(default=30, ge=0)
+    row_retention_log_days: float = Field(default=90, ge=0)
+    row_retention_logs_per_branch: int = Field(default=50, ge=0)
 
     # Registries and the pull-through caching proxy.
     registry_url: str = "127.0.0.1:5000"
@@ -187,9 +204,24 @@ class Settings(BaseSettings):
             problems.append("CARTRIDGE_WEBHOOK_SECRET is missing or still a default value")
         elif len(secret) < 16:
             problems.append("CARTRIDGE_WEBHOOK_SECRET is shorter than 16 characters")
+        if self.secret_keys is None or not self.secret_keys.get_secret_value().strip():
+            problems.append(
+                "CARTRIDGE_SECRET_KEYS is not set (stored secrets are encrypted with it; "
+                "make one with `cartridge secrets generate-key`)"
+            )
         if self.public_url.startswith("http://127.0.0.1") or "localhost" in self.public_url:
             problems.append("CARTRIDGE_PUBLIC_URL still points at this machine's loopback address")
         return problems
+
+    def security_warnings(self) -> list[str]:
+        """Allowed but worth an operator's attention: logged at start-up, shown on /readyz."""
+        warnings: list[str] = []
+        if self.environment == "production" and not self.read_requires_token:
+            warnings.append(
+                "CARTRIDGE_READ_REQUIRES_TOKEN is false: anyone who reaches the API can read "
+                "builds, logs, images and repositories without a token"
+            )
+        return warnings
 
     def check(self) -> None:
         if self.environment == "production":

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from app.auth.router import router as tokens_router
 from app.builds.router import router as builds_router
 from app.config import Settings, get_settings
 from app.db import session_scope
@@ -35,6 +36,8 @@ def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     settings.check()
+    for warning in settings.security_warnings():
+        log.warning("security: %s", warning)
     app = FastAPI(
         title="Cartridge",
         version="0.1.0",
@@ -42,14 +45,8 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
-    for router in (
-        repos_router,
-        builds_router,
-        images_router,
-        registries_router,
-        proxies_router,
-        events_router,
-    ):
+    routers = (repos_router, builds_router, images_router, registries_router, proxies_router)
+    for router in (*routers, tokens_router, events_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
     _register_declared_registries(settings)

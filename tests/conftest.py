@@ -108,17 +108,33 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def write_token(session: Session) -> str:
+def make_token(session: Session):  # type: ignore[no-untyped-def]
+    """A clear token of the given scope (read, write or admin)."""
     from app.auth.service import create_token
+    from app.models import TokenScope
 
-    _, raw = create_token(session, "tests")
-    session.commit()
-    return raw
+    def make(scope: str = "admin", name: str = "tests", **fields: object) -> str:
+        _, raw = create_token(session, name, TokenScope(scope), **fields)  # type: ignore[arg-type]
+        session.commit()
+        return raw
+
+    return make
 
 
 @pytest.fixture
-def auth(write_token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {write_token}"}
+def admin_token(make_token) -> str:  # type: ignore[no-untyped-def]
+    return str(make_token("admin"))
+
+
+@pytest.fixture
+def write_token(make_token) -> str:  # type: ignore[no-untyped-def]
+    return str(make_token("write"))
+
+
+@pytest.fixture
+def auth(admin_token: str) -> dict[str, str]:
+    """Headers with an admin token: allowed everywhere."""
+    return {"Authorization": f"Bearer {admin_token}"}
 
 
 @pytest.fixture

@@ -31,8 +31,8 @@ def api_url(app: FastAPI) -> Iterator[str]:
 
 
 @pytest.fixture
-def run(api_url: str, write_token: str):  # type: ignore[no-untyped-def]
-    def invoke(*args: str, token: str | None = write_token) -> Result:
+def run(api_url: str, admin_token: str):  # type: ignore[no-untyped-def]
+    def invoke(*args: str, token: str | None = admin_token) -> Result:
         env = {"CARTRIDGE_API_URL": api_url, "CARTRIDGE_TOKEN": token}
         return CliRunner().invoke(cli, list(args), env=env)
 

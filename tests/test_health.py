@@ -47,5 +47,6 @@ def test_production_accepts_complete_settings() -> None:
         database_url="postgresql+psycopg://cartridge@db/cartridge",
         broker_url="redis://redis:6379/0",
         webhook_secret="a-long-random-webhook-secret-value",
+        secret_keys="x7Yt2VxJm8kq3L9nC1pR5sT0uW4zA6bD8eF2gH4jK6M=",
         public_url="https://cartridge.example.com",
     ).check()

@@ -73,6 +73,8 @@ def run_build(build_id: int) -> str:
         job.attempt,
         flush_seconds=settings.build_log_flush_seconds,
         flush_bytes=settings.build_log_flush_bytes,
+        max_bytes=settings.build_log_max_bytes,
+        tail_bytes=settings.build_log_tail_bytes,
         secrets=[settings.git_token.get_secret_value()] if settings.git_token else [],
     )
     context = log_context(
@@ -208,7 +210,7 @@ def finish(
     if error is not None:
         error = build_log.redact(error)
         build_log.line(f"==> {status.value}: {error}")
-    build_log.flush()
+    build_log.flush(final=True)
     with session_scope() as session:
         moved = transition(
             session,

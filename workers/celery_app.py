@@ -33,6 +33,10 @@ celery_app.conf.beat_schedule = {
         "task": "cartridge.statuses.redrive",
         "schedule": settings.github_status_redrive_seconds,
     },
+    "prune-old-rows": {
+        "task": "cartridge.rows.prune",
+        "schedule": settings.row_retention_interval_seconds,
+    },
     "check-registry-replicas": {
         "task": "cartridge.registries.check",
         "schedule": settings.registry_health_interval_seconds,

@@ -27,3 +27,12 @@ def reap_expired_leases() -> dict[str, list[int]]:
     with session_scope() as session:
         result = leases.reap_expired_leases(session, get_settings())
     return {"requeued": result.requeued, "errored": result.errored}
+
+
+@celery_app.task(name="cartridge.rows.prune", ignore_result=True)
+def prune_old_rows() -> dict[str, int]:
+    """Deletes old deliveries, dispatched outbox rows, sent status posts and old build logs."""
+    from app.row_retention.service import RetentionPolicy, prune
+
+    report = prune(get_session_factory(), RetentionPolicy.of(get_settings()))
+    return report.counts

@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: the unit of work and access control."""
+"""Request-scoped dependencies: the unit of work and access control (token scopes)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.auth.service import authenticate
+from app.auth.service import authenticate, require_scope
 from app.config import Settings, get_settings
 from app.db import get_session_factory
 from app.errors import Unauthorized
-from app.models import ApiToken
+from app.models import ApiToken, TokenScope
 
 
 def _session() -> Iterator[Session]:
@@ -48,6 +48,17 @@ def require_token(request: Request, session: DbSession) -> ApiToken:
     return authenticate(session, raw)
 
 
+class RequireScope:
+    """A dependency: a valid token whose scope includes `scope` (401 without one, 403 when the
+    scope is too narrow)."""
+
+    def __init__(self, scope: TokenScope) -> None:
+        self.scope = scope
+
+    def __call__(self, request: Request, session: DbSession) -> ApiToken:
+        return require_scope(require_token(request, session), self.scope)
+
+
 def read_access(request: Request, session: DbSession, settings: AppSettings) -> ApiToken | None:
     if not settings.read_requires_token:
         return None
@@ -59,9 +70,12 @@ def read_access(request: Request, session: DbSession, settings: AppSettings) -> 
 
         token = signed_in_token(request, session)
         if token is not None:
-            return token
-    return require_token(request, session)
+            return require_scope(token, TokenScope.READ)
+    return require_scope(require_token(request, session), TokenScope.READ)
 
 
-WriteToken = Annotated[ApiToken, Depends(require_token)]
+# Retry, cancel, sync: a token with the write scope (or admin).
+WriteToken = Annotated[ApiToken, Depends(RequireScope(TokenScope.WRITE))]
+# Repositories, registries, tokens.
+AdminToken = Annotated[ApiToken, Depends(RequireScope(TokenScope.ADMIN))]
 ReadAccess = Annotated[ApiToken | None, Depends(read_access)]

@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
 from app.api.pagination import Page, decode_cursor, page_of, page_size
-from app.builds import service, stream
+from app.builds import logs, service, stream
 from app.builds.queries import BuildFilters
 from app.builds.schemas import BuildDetail, BuildSummary, LatestGreen, LogPage
+from app.db import get_session_factory
 from app.errors import BadRequest
 from app.models import BuildStatus
 from app.repos import service as repos
@@ -90,6 +92,29 @@ def get_build_log(
     says the attempt is over and nothing lies past `next_offset`."""
     build = service.get(session, build_id)
     return service.read_log(session, build, attempt=attempt, offset=offset, limit=limit).page
+
+
+@router.get(
+    "/builds/{build_id}/log.txt",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "The whole stored log"}},
+)
+def get_build_log_text(
+    build_id: int,
+    session: DbSession,
+    _access: ReadAccess,
+    attempt: Annotated[int | None, Query(ge=1, description="default: the latest")] = None,
+) -> StreamingResponse:
+    """The attempt's whole stored log as plain text, streamed a few chunks at a time (what is
+    stored so far, if the build is still running)."""
+    build = service.get(session, build_id)
+    wanted = build.attempt if attempt is None else attempt
+    service.check_attempt(build, wanted)
+    return StreamingResponse(
+        logs.iter_text(get_session_factory(), build.id, wanted),
+        media_type="text/plain; charset=utf-8",
+        headers={"X-Cartridge-Attempt": str(wanted)},
+    )
 
 
 def _stream_start(

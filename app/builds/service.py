@@ -132,7 +132,11 @@ def read_log(
     status = BuildStatus(build.status)
     attempt_over = status.is_final or wanted < current
     piece = logs.read(session, build.id, wanted, offset=offset, limit=limit)
-    complete = attempt_over and piece.next_offset >= logs.log_length(session, build.id, wanted)
+    # A read shorter than asked for reached the end of the stored log (chunks are contiguous).
+    reached_end = len(piece.content) < limit
+    complete = attempt_over and (
+        reached_end or piece.next_offset >= logs.log_length(session, build.id, wanted)
+    )
     page = LogPage(
         build_id=build.id,
         attempt=wanted,

@@ -9,7 +9,9 @@ from app.cli.builds import builds
 from app.cli.images import images_group
 from app.cli.registries import proxy, proxy_config_command, registry
 from app.cli.repos import repo
+from app.cli.secrets import secrets
 from app.cli.statuses import statuses
+from app.cli.tokens import token
 from app.config import get_settings
 from app.db import session_scope
 from app.registries.declared import sync_declared
@@ -39,22 +41,22 @@ def db_upgrade(revision: str) -> None:
             click.echo(f"declared registries registered or updated: {', '.join(changed)}")
 
 
-@cli.group()
-def token() -> None:
-    """API tokens (stored hashed; shown once)."""
+@db.command("prune")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def db_prune(dry_run: bool) -> None:
+    """Delete what the retention policy lets go (CARTRIDGE_ROW_RETENTION_*), in small batches."""
+    from app.db import get_session_factory
+    from app.row_retention.service import RetentionPolicy, cutoff_description, prune
 
-
-@token.command("create")
-@click.argument("name")
-def token_create(name: str) -> None:
-    """Create a write token called NAME and print it once."""
-    from app.auth.service import create_token
-
-    with session_scope() as session:
-        row, raw = create_token(session, name)
-        token_id = row.id
-    click.echo(raw)
-    click.echo(f"token {token_id} ({name}) created; it is not shown again", err=True)
+    policy = RetentionPolicy.of(get_settings())
+    report = prune(get_session_factory(), policy, dry_run=dry_run)
+    rules = cutoff_description(policy)
+    verb = "would delete" if dry_run else "deleted"
+    for kind, count in report.counts.items():
+        rule = rules.get(kind.removesuffix("_chunks"), "")
+        click.echo(f"{kind}: {verb} {count}" + (f" ({rule})" if rule and kind in rules else ""))
+    if report.skipped_batches:
+        click.echo(f"{report.skipped_batches} batches met a lock and are left for the next run")
 
 
 @cli.command()
@@ -77,6 +79,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 cli.add_command(repo)
+cli.add_command(token)
+cli.add_command(secrets)
 cli.add_command(builds)
 builds.add_command(statuses)
 cli.add_command(registry)

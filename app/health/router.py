@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.api.deps import AppSettings
 from app.db import get_engine
 from app.errors import ServiceUnavailable
 
@@ -18,7 +19,9 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz() -> dict[str, str]:
+def readyz(settings: AppSettings) -> dict[str, str | list[str]]:
+    """Ready when the database answers; `warnings` lists settings allowed but unsafe (e.g.
+    reads without a token in production)."""
     try:
         with get_engine().connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -26,4 +29,4 @@ def readyz() -> dict[str, str]:
         raise ServiceUnavailable(
             "The database is unreachable.", code="database_unavailable", reason=type(exc).__name__
         ) from exc
-    return {"status": "ready", "database": "ok"}
+    return {"status": "ready", "database": "ok", "warnings": settings.security_warnings()}

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from app.api.deps import DbSession, ReadAccess, WriteToken
+from app.api.deps import AdminToken, DbSession, ReadAccess
 from app.images import service
 from app.images.schemas import ImageOut
 
@@ -22,13 +22,13 @@ def get_image_by_digest(digest: str, session: DbSession, _access: ReadAccess) ->
 
 
 @router.put("/images/{digest}/pin", response_model=ImageOut)
-def pin_image(digest: str, session: DbSession, _token: WriteToken) -> ImageOut:
+def pin_image(digest: str, session: DbSession, _token: AdminToken) -> ImageOut:
     """Pins the image: retention keeps it whatever its age or branch."""
     return service.set_pinned(session, digest, True)
 
 
 @router.delete("/images/{digest}/pin", response_model=ImageOut)
-def unpin_image(digest: str, session: DbSession, _token: WriteToken) -> ImageOut:
+def unpin_image(digest: str, session: DbSession, _token: AdminToken) -> ImageOut:
     """Unpins the image: retention's other rules decide again."""
     return service.set_pinned(session, digest, False)
 

@@ -1,6 +1,6 @@
 """Every table, one module each. Importing this package registers them all on `Base.metadata`."""
 
-from app.models.api_token import ApiToken
+from app.models.api_token import ApiToken, TokenScope
 from app.models.base import Base
 from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
 from app.models.build_event import BuildEvent
@@ -40,5 +40,6 @@ __all__ = [
     "Repository",
     "SendState",
     "StatusPost",
+    "TokenScope",
     "WebhookDelivery",
 ]

@@ -26,6 +26,8 @@ class Push(Base):
     __table_args__ = (
         Index("ix_pushes_repository_branch_order", "repository_id", "branch", "id"),
         Index("ix_pushes_build_id", "build_id"),
+        # Retention deletes old deliveries, which sets this column to NULL where it matches.
+        Index("ix_pushes_webhook_delivery_id", "webhook_delivery_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

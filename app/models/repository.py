@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.encryption import EncryptedText
 from app.models.base import Base, BigId, JsonValue, UtcDateTime, utcnow
 
 
@@ -18,8 +19,9 @@ class Repository(Base):
     clone_url: Mapped[str] = mapped_column(Text)
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
     image_name: Mapped[str] = mapped_column(String(255))
-    # Needed in clear to verify HMAC signatures; never rendered by the API or logged.
-    webhook_secret: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Needed in clear to verify HMAC signatures: stored encrypted, never rendered by the API or
+    # logged.
+    webhook_secret: Mapped[str | None] = mapped_column(EncryptedText, default=None)
     # fnmatch patterns; empty means every branch builds.
     branch_filters: Mapped[list[str]] = mapped_column(JsonValue, default=list)
     build_tags: Mapped[bool] = mapped_column(Boolean, default=False)

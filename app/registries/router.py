@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from app.api.deps import DbSession, ReadAccess, WriteToken
+from app.api.deps import AdminToken, DbSession, ReadAccess
 from app.api.pagination import decode_cursor, page_of
 from app.models import Registry
 from app.registries import queries, service
@@ -52,7 +52,7 @@ def get_proxy_config(session: DbSession, _access: ReadAccess) -> PlainTextRespon
 
 
 @router.post("", status_code=201)
-def create_registry(body: RegistryCreate, session: DbSession, _token: WriteToken) -> RegistryOut:
+def create_registry(body: RegistryCreate, session: DbSession, _token: AdminToken) -> RegistryOut:
     registry = service.create_registry(session, body.name, body.url, required=body.required)
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
@@ -65,14 +65,14 @@ def get_registry(name: str, session: DbSession, _access: ReadAccess) -> Registry
 
 @router.patch("/{name}")
 def update_registry(
-    name: str, body: RegistryUpdate, session: DbSession, _token: WriteToken
+    name: str, body: RegistryUpdate, session: DbSession, _token: AdminToken
 ) -> RegistryOut:
     registry = service.update_registry(session, name, url=body.url, required=body.required)
     return _out(registry, queries.missing_counts(session).get(registry.id, 0))
 
 
 @router.delete("/{name}", status_code=204)
-def delete_registry(name: str, session: DbSession, _token: WriteToken) -> Response:
+def delete_registry(name: str, session: DbSession, _token: AdminToken) -> Response:
     service.delete_registry(session, name)
     return Response(status_code=204)
 

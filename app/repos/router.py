@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import AppSettings, DbSession, ReadAccess, WriteToken
+from app.api.deps import AdminToken, AppSettings, DbSession, ReadAccess
 from app.api.pagination import Page, decode_cursor, page_of, page_size
 from app.repos import queries, service
 from app.repos.schemas import RepositoryCreate, RepositoryOut, RepositoryUpdate
@@ -16,7 +16,7 @@ router = APIRouter(tags=["repositories"])
 
 @router.post("/repos", status_code=201)
 def register_repository(
-    body: RepositoryCreate, session: DbSession, _token: WriteToken
+    body: RepositoryCreate, session: DbSession, _token: AdminToken
 ) -> RepositoryOut:
     return RepositoryOut.of(service.register(session, body))
 
@@ -43,7 +43,7 @@ def get_repository(owner: str, name: str, session: DbSession, _access: ReadAcces
 
 @router.patch("/repos/{owner}/{name}")
 def configure_repository(
-    owner: str, name: str, body: RepositoryUpdate, session: DbSession, _token: WriteToken
+    owner: str, name: str, body: RepositoryUpdate, session: DbSession, _token: AdminToken
 ) -> RepositoryOut:
     repository = service.get(session, f"{owner}/{name}")
     return RepositoryOut.of(service.configure(session, repository, body))

@@ -24,8 +24,10 @@ from pathlib import Path
 from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
+from app.auth.service import token_allows
 from app.config import Settings, get_settings
-from app.models import ApiToken
+from app.models import ApiToken, TokenScope
+from app.models.base import utcnow
 
 SESSION_COOKIE = "cartridge_session"
 CSRF_COOKIE = "cartridge_csrf"
@@ -33,9 +35,9 @@ CSRF_FIELD = "csrf_token"
 
 
 def may_change_builds(token: ApiToken | None) -> bool:
-    """Whether the signed-in token may retry and cancel builds: the one place that decides it.
-    Every live token may today; once tokens carry scopes this is the `write` scope."""
-    return token is not None and token.revoked_at is None
+    """Whether the signed-in token may retry and cancel builds: the `write` scope (or admin),
+    decided by the same check as the API's."""
+    return token_allows(token, TokenScope.WRITE)
 
 
 def signed_in_token(request: Request, session: Session) -> ApiToken | None:
@@ -48,7 +50,7 @@ def signed_in_token(request: Request, session: Session) -> ApiToken | None:
     if time.time() - int(issued) > settings.session_days * 86400:
         return None
     token = session.get(ApiToken, int(token_id))
-    if token is None or token.revoked_at is not None:
+    if token is None or token.revoked_at is not None or token.expired(utcnow()):
         return None
     expected = _sign(f"session:{token.id}:{issued}:{token.token_hash}")
     return token if hmac.compare_digest(expected, signature) else None

@@ -77,24 +77,25 @@ def receive(session: Session, incoming: IncomingDelivery) -> DeliveryResult:
 def authenticate(
     session: Session, incoming: IncomingDelivery, settings: Settings
 ) -> Repository | None:
-    """Checks the signature against the global secret, then against the secret of the repository
-    the payload names. Returns that repository when its own secret signed the delivery."""
+    """Checks the signature against the secret of the repository the payload names, if it has
+    one (then no other secret signs for it), else against the global secret. Returns the
+    repository when its own secret signed the delivery."""
     if not incoming.signature:
         raise Unauthorized(
             "The delivery has no X-Hub-Signature-256 header; give the webhook a secret.",
             code="signature_missing",
         )
-    global_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
-    if global_secret and signature_matches(incoming.body, incoming.signature, global_secret):
-        return None
     full_name = _full_name_before_authentication(incoming)
     repository = find_by_full_name(session, full_name) if full_name else None
-    if (
-        repository is not None
-        and repository.webhook_secret
-        and signature_matches(incoming.body, incoming.signature, repository.webhook_secret)
-    ):
-        return repository
+    if repository is not None and repository.webhook_secret:
+        if signature_matches(incoming.body, incoming.signature, repository.webhook_secret):
+            return repository
+    else:
+        global_secret = (
+            settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+        )
+        if global_secret and signature_matches(incoming.body, incoming.signature, global_secret):
+            return None
     raise Unauthorized(
         "The X-Hub-Signature-256 header does not match the body.", code="signature_invalid"
     )

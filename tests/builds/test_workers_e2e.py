@@ -257,3 +257,48 @@ def deliver_push(client: TestClient, repository: Repository, sha: str, *, before
     )
     assert answer.status_code in (200, 202), answer.text
     return int(answer.json()["build_id"])
+
+
+NOISY_COMPILE = """#!/bin/sh
+i=0
+while [ $i -lt 60000 ]; do
+  echo "output line $i of a compile that prints far more than the log keeps"
+  i=$((i+1))
+done
+echo "the reason it failed: missing libfoo"
+exit 3
+"""
+
+
+def test_a_compile_that_prints_past_the_log_cap_keeps_its_tail_and_fails_normally(
+    session: Session,
+    sample_repository: Repository,
+    push_commit: PushCommit,
+    queue_build: QueueBuild,
+    set_build_env: Callable[..., None],
+    build_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    set_build_env(build_log_max_bytes=str(256 * 1024), build_log_tail_bytes=str(64 * 1024))
+    sha = push_commit(sample_repository, sample_files({"container/compile": NOISY_COMPILE}))
+    with run_worker(build_env, tmp_path, queues=f"{get_settings().build_queue}"):
+        build = queue_build(sample_repository, sha)
+        wait_for(
+            "the build to end",
+            lambda: (
+                status_of(session, build) != "queued"
+                and reload(session, build).finished_at is not None
+            ),
+            180,
+        )
+    log = log_of(session, build)
+    assert status_of(session, build) == "failed", log
+    markers = [line for line in log.splitlines() if line.startswith("==> log cap reached: ")]
+    assert len(markers) == 1, log[-2000:]
+    assert "CARTRIDGE_BUILD_LOG_MAX_BYTES" in markers[0]
+    head, tail = log.split(markers[0])
+    assert "output line 0 of" in head
+    assert "the reason it failed: missing libfoo" in tail
+    assert "output line 59999 of" in tail
+    assert tail.rstrip().splitlines()[-1].startswith("==> failed: ")
+    assert len(log.encode()) <= 256 * 1024 + len(markers[0]) + 1

@@ -17,6 +17,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 REQUIRED = {
     "CARTRIDGE_PUBLIC_URL": "https://cartridge.example.com",
     "CARTRIDGE_WEBHOOK_SECRET": "x" * 32,
+    "CARTRIDGE_SECRET_KEYS": "x7Yt2VxJm8kq3L9nC1pR5sT0uW4zA6bD8eF2gH4jK6M=",
 }
 
 

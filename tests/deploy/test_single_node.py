@@ -101,16 +101,8 @@ def test_a_push_on_the_single_node_default_pulls_through_its_proxy(
         env=server["env"],
         capture_output=True,
         text=True,
-        check=False,
+        check=True,
     )
-    if token.returncode != 0:  # before token scopes, every token could write
-        token = subprocess.run(
-            [cartridge, "token", "create", "single-node"],
-            env=server["env"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
     auth = {"Authorization": f"Bearer {token.stdout.strip().splitlines()[0]}"}
     work, sha = _application(tmp_path)
     api = server["api"]

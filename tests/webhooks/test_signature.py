@@ -84,9 +84,15 @@ def test_a_repository_secret_authenticates_that_repository_only(
     # Another repository's secret does not sign for this one.
     borrowed = deliver("push", push_payload("octo/app"), secret="octo-other-own-secret")
     assert borrowed.status_code == 401
-    # The global secret signs for every repository.
+    # A repository with its own secret accepts only that one, not the global secret...
     global_signed = deliver("push", push_payload("octo/other"))
-    assert global_signed.status_code == 200
+    assert global_signed.status_code == 401
+    assert global_signed.json()["error"]["code"] == "signature_invalid"
+    # ...which still signs for repositories without one, and for unknown repositories.
+    make_repository("octo/plain")
+    assert deliver("push", push_payload("octo/plain")).json()["outcome"] == "accepted"
+    unknown = deliver("push", push_payload("octo/unknown"))
+    assert unknown.json()["outcome"] == "unknown_repository"
     assert counts()["builds"] == 2
 
 

@@ -1,7 +1,7 @@
 """build_events: each change of a build's status, replayed by the event stream.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
