@@ -69,6 +69,8 @@ class LogViewer {
       this.flushPartial();
       this.say(`finished: ${data.status}`);
       this.element.dataset.complete = "yes";
+      // The attempt is over: the summary shows the final status even if its event was missed.
+      document.body.dispatchEvent(new CustomEvent("cartridge:build-changed"));
     });
     source.addEventListener("gone", () => { source.close(); this.say("the build is gone"); });
     source.addEventListener("error", () => {
