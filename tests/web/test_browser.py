@@ -26,7 +26,6 @@ from app.models.base import utcnow
 from app.outbox.relay import reset_relay
 from tests.builds.helpers import sample_files, wait_for
 from tests.conftest import WEBHOOK_SECRET
-from tests.support.factories import reads_need_token  # noqa: F401 (a fixture)
 from tests.support.github import ZERO_SHA, encode, push_payload, webhook_headers
 from tests.support.seed import Seeded, seed
 from tests.support.server import serve

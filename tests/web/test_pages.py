@@ -16,7 +16,6 @@ from app.builds import logs
 from app.models import Build, BuildStatus
 from app.web import views
 from app.web.auth import CSRF_COOKIE, SESSION_COOKIE
-from tests.support.factories import reads_need_token  # noqa: F401 (a fixture)
 from tests.support.seed import Seeded, seed
 
 VENDOR = Path(__file__).parents[2] / "app" / "web" / "static" / "vendor"
