@@ -41,9 +41,16 @@ class Settings(BaseSettings):
     outbox_relay_interval_seconds: float = 5.0
     outbox_relay_grace_seconds: float = 2.0
 
+    # Logs: "text" or "json" (one object per line); by default json in production, else text.
+    log_format: Literal["text", "json"] | None = None
+
     # HTTP API.
     public_url: str = "http://127.0.0.1:8000"
     read_requires_token: bool = False
+    # Signs the web pages' session and CSRF cookies. Every API process must share it; when unset
+    # a random one is created in `state_dir` (fine for one host).
+    session_secret: SecretStr | None = None
+    session_days: int = 7
     default_page_size: int = 50
     max_page_size: int = 500
 

@@ -67,6 +67,14 @@ class ErrorCode(StrEnum):
     )
     TOKEN_NOT_FOUND = "token_not_found", 404, "No token has that id."
 
+    # Web pages (rendered as pages, never in the API)
+    SIGN_IN_REQUIRED = (
+        "sign_in_required",
+        401,
+        "The page needs a signed-in session (an API token given to /sign-in).",
+    )
+    CSRF_REFUSED = "csrf_refused", 403, "The form is stale or was not sent by Cartridge."
+
     # Reconciling with GitHub
     GITHUB_FAILED = "github_failed", 502, "GitHub refused or failed to list the branches."
     GITHUB_NOT_CONFIGURED = (
@@ -107,7 +115,7 @@ class ErrorCode(StrEnum):
     INVALID_LAST_EVENT_ID = (
         "invalid_last_event_id",
         400,
-        "The Last-Event-ID header is not an event id the log stream sent.",
+        "The Last-Event-ID header (or ?after=) is not an event id the stream sent.",
     )
     NO_GREEN_BUILD = "no_green_build", 404, "The branch has no succeeded build."
     BRANCH_DELETED = (

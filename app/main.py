@@ -13,15 +13,19 @@ from app.auth.router import router as tokens_router
 from app.builds.router import router as builds_router
 from app.config import Settings, get_settings
 from app.db import session_scope
+from app.events.router import router as events_router
 from app.health.metrics import install_metrics
 from app.health.router import router as health_router
 from app.images.router import router as images_router
+from app.logs import RequestIdMiddleware, configure_logging
 from app.reconcile.router import router as reconcile_router
 from app.registries.declared import sync_declared
 from app.registries.router import proxies_router
 from app.registries.router import router as registries_router
 from app.repos.router import router as repos_router
 from app.statuses.router import router as github_router
+from app.web.router import mount_static
+from app.web.router import router as web_router
 from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ API_PREFIX = "/api/v1"
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    configure_logging(settings)
     settings.check()
     for warning in settings.security_warnings():
         log.warning("security: %s", warning)
@@ -48,12 +53,16 @@ def create_app() -> FastAPI:
         registries_router,
         proxies_router,
     )
-    for router in (*routers, tokens_router):
+    for router in (*routers, tokens_router, events_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(github_router, prefix=API_PREFIX)
     _register_declared_registries(settings)
+    # The web pages, under `/`; the API stays under /api/v1.
+    app.include_router(web_router)
+    mount_static(app)
     install_error_handlers(app)
     install_metrics(app)
+    app.add_middleware(RequestIdMiddleware)
     document_errors(app)
     return app
 

@@ -132,3 +132,9 @@ DOCKERFILE
   docker build -q -t "$image" "$context" >/dev/null
   rm -rf "$context"
 }
+
+ensure_browser() {
+  # Debian's chromium, driven by Playwright for Python (pinned in the dev extras); Playwright's
+  # own browser downloads are never used.
+  apt_install chromium
+}

@@ -29,6 +29,7 @@ from app.builds.transitions import transition
 from app.config import Settings, get_settings
 from app.db import get_session_factory, session_scope
 from app.images import service as images
+from app.logs import log_context
 from app.models import Build, BuildStatus, Repository
 from app.models.base import utcnow
 from app.registries.replication import replicate_image
@@ -77,12 +78,19 @@ def run_build(build_id: int) -> str:
         tail_bytes=settings.build_log_tail_bytes,
         secrets=[settings.git_token.get_secret_value()] if settings.git_token else [],
     )
-    try:
-        # The workspace goes once the outcome is recorded, off the path to a green status.
-        with workspace(settings.workspace_dir, job.build_id, job.attempt) as root:
-            return execute(job, settings, build_log, root)
-    finally:
-        build_log.close()
+    context = log_context(
+        build_id=job.build_id, repository=job.repository, sha=job.sha, attempt=job.attempt
+    )
+    with context:
+        log.info("build started on %s", settings.host_name)
+        try:
+            # The workspace goes once the outcome is recorded, off the path to a green status.
+            with workspace(settings.workspace_dir, job.build_id, job.attempt) as root:
+                outcome = execute(job, settings, build_log, root)
+        finally:
+            build_log.close()
+        log.info("build ended: %s", outcome)
+        return outcome
 
 
 def claim(build_id: int, settings: Settings) -> BuildJob | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from app.broker import get_celery
 from app.config import get_settings
 from app.db import get_engine
+from app.logs import configure_logging
 
 settings = get_settings()
 celery_app = get_celery()
@@ -50,6 +51,13 @@ celery_app.conf.beat_schedule = {
         "schedule": settings.retention_interval_seconds,
     },
 }
+
+
+@setup_logging.connect
+def _logging(**_kwargs: Any) -> None:
+    # Celery leaves logging alone when this signal has a receiver: the same format (text or
+    # JSON, secrets redacted) as the API.
+    configure_logging(get_settings())
 
 
 @worker_process_init.connect

@@ -73,6 +73,15 @@ class RequireScope:
 def read_access(request: Request, session: DbSession, settings: AppSettings) -> ApiToken | None:
     if not settings.read_requires_token:
         return None
+    if _bearer(request) is None:
+        # The web pages' own reads (the live log, the event stream: EventSource sends no
+        # headers) come with the browser's session. Only reads: writes need the bearer token,
+        # which a cross-site form cannot send.
+        from app.web.auth import signed_in_token
+
+        token = signed_in_token(request, session)
+        if token is not None:
+            return require_scope(token, TokenScope.READ)
     return require_scope(require_token(request, session), TokenScope.READ)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from app.events.announce import announce_log_append
 from app.models import BuildLogChunk
 
 MAX_CHUNK_CHARS = 64 * 1024
@@ -53,6 +54,8 @@ def append(session: Session, build_id: int, attempt: int, text: str) -> int:
         session.add(BuildLogChunk(build_id=build_id, attempt=attempt, offset=offset, content=piece))
         offset += len(piece)
     session.flush()
+    if text:
+        announce_log_append(session, build_id, attempt, offset)
     return offset
 
 

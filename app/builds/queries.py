@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     bindparam,
     exists,
+    func,
     or_,
     select,
     true,
@@ -204,3 +205,31 @@ def latest_green_by_name(
         return None
     name, *found = row
     return RepositoryBranchHead(name, None if found[0] is None else BranchHead(*found))
+
+
+def latest_pushes_of(session: Session, build_ids: list[int]) -> dict[int, Push]:
+    """Each build's most recent push (its commit subject and pusher, for lists)."""
+    if not build_ids:
+        return {}
+    newest = (
+        select(Push.build_id, func.max(Push.id).label("push_id"))
+        .where(Push.build_id.in_(build_ids))
+        .group_by(Push.build_id)
+        .subquery()
+    )
+    pushes = session.scalars(select(Push).join(newest, newest.c.push_id == Push.id))
+    return {push.build_id: push for push in pushes if push.build_id is not None}
+
+
+def branch_heads(session: Session, repository_id: int, limit: int) -> list[Push]:
+    """The last push of each of the repository's branches, most recently pushed first."""
+    newest = (
+        select(func.max(Push.id).label("push_id"))
+        .where(Push.repository_id == repository_id, Push.branch.is_not(None))
+        .group_by(Push.branch)
+        .subquery()
+    )
+    query = (
+        select(Push).join(newest, newest.c.push_id == Push.id).order_by(Push.id.desc()).limit(limit)
+    )
+    return list(session.scalars(query))

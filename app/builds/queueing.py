@@ -25,6 +25,7 @@ from app.builds import heads
 from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
 from app.db import dialect_insert
+from app.events.announce import announce_build_change
 from app.models import (
     Build,
     BuildStatus,
@@ -253,6 +254,7 @@ def _find_or_create_build(
     if created is not None:
         _enqueue_build(session, created.id)
         record_status(session, created.id)
+        announce_build_change(session, created.id)
         return created.id, created.status, created.attempt, BuildAction.CREATED
     existing = session.connection().execute(_SELECT_BUILD, params).one()
     if (
@@ -333,6 +335,7 @@ def cancel_superseded_builds(
     for build_id in cancelled:
         forget_loaded(session, build_id)
         record_status(session, build_id)
+        announce_build_change(session, build_id)
     return cancelled
 
 

@@ -1,14 +1,17 @@
 """The live log stream: server-sent events with new log text until the build is final.
 
-The database is polled at a short interval; each poll runs in the threadpool with its own short
-session, so a stream never blocks the event loop nor holds a connection while it waits.
+A stream reads the database when the process's event hub says the build changed or its log grew
+(PostgreSQL `LISTEN`), or at a short interval without notifications (SQLite). Streams at the same
+point of the same log share one read, so a hundred viewers of a build cost one query per flush.
+Each read runs in the threadpool with its own short session, so a stream never blocks the event
+loop nor holds a connection while it waits.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 from fastapi.sse import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
@@ -17,9 +20,9 @@ from app.api.params import MAX_ATTEMPT, MAX_OFFSET
 from app.builds import service
 from app.db import get_session_factory
 from app.errors import BadRequest, ErrorCode
+from app.events.hub import Hub, Subscription, get_hub
 from app.models import Build
 
-POLL_SECONDS = 0.5
 # Big enough to catch up on a long log quickly, small enough to keep each event modest.
 EVENT_CHARS = 64_000
 
@@ -58,9 +61,19 @@ def _poll(build_id: int, attempt: int | None, offset: int) -> service.LogSnapsho
 
 
 async def log_events(start: StreamStart) -> AsyncIterator[ServerSentEvent]:
+    hub = get_hub()
+    with hub.subscribe(start.build_id) as changes:
+        async for event in _events(hub, changes, start):
+            yield event
+
+
+async def _events(
+    hub: Hub, changes: Subscription, start: StreamStart
+) -> AsyncIterator[ServerSentEvent]:
     attempt, offset = start.attempt, start.offset
     while True:
-        snapshot = await run_in_threadpool(_poll, start.build_id, attempt, offset)
+        read = partial(run_in_threadpool, _poll, start.build_id, attempt, offset)
+        snapshot = await hub.shared(("log", start.build_id, attempt, offset), read, changes)
         if snapshot is None:
             yield ServerSentEvent(event="gone", data={"build_id": start.build_id})
             return
@@ -88,4 +101,4 @@ async def log_events(start: StreamStart) -> AsyncIterator[ServerSentEvent]:
                 },
             )
             return
-        await asyncio.sleep(POLL_SECONDS)
+        await changes.wait()

@@ -16,6 +16,7 @@ from sqlalchemy import ClauseElement, Table, bindparam, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from app.events.announce import announce_build_change
 from app.models import Build, BuildStatus
 from app.statuses.service import record_status
 
@@ -73,6 +74,7 @@ def transition(
         if not session.connection().execute(statement, params).first():
             return False
         record_status(session, build_id)
+        announce_build_change(session, build_id)
         return True
     # RETURNING refreshes the build in the session, if loaded, in the same round trip.
     condition = [Build.id == build_id, Build.status.in_([s.value for s in sources])]
@@ -86,6 +88,7 @@ def transition(
         return False
     # The commit status GitHub owes is recorded in this same transaction.
     record_status(session, moved)
+    announce_build_change(session, build_id)
     return True
 
 

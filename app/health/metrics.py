@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.deps import ReadAccess
 from app.db import get_session_factory
+from app.health.backlog import BacklogCollector
 from app.models import (
     Build,
     BuildStatus,
@@ -226,6 +227,7 @@ def install_metrics(app: FastAPI) -> None:
     # One registry per app: tests create many apps in one process.
     registry = CollectorRegistry()
     registry.register(DatabaseCollector())
+    registry.register(BacklogCollector())
     app.state.metrics_registry = registry
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))
     app.include_router(router)

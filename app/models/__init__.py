@@ -4,6 +4,7 @@ from app.models.api_token import ApiToken, TokenScope
 from app.models.base import Base
 from app.models.branch_head import KnownBranchHead
 from app.models.build import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus
+from app.models.build_event import BuildEvent
 from app.models.build_log_chunk import BuildLogChunk
 from app.models.hook_redelivery import HookRedelivery
 from app.models.image import Image
@@ -25,6 +26,7 @@ __all__ = [
     "ApiToken",
     "Base",
     "Build",
+    "BuildEvent",
     "BuildLogChunk",
     "BuildStatus",
     "CommitState",

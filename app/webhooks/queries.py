@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db import dialect_insert, insert_for
-from app.models import Repository, WebhookDelivery
+from app.models import Push, Repository, WebhookDelivery
 from app.repos.queries import find_by_full_name
 from app.repos.schemas import default_image_name
 from app.webhooks.schemas import RepositoryRef
@@ -80,3 +80,30 @@ def record_delivery(
 
 def recorded_outcome(session: Session, guid: str) -> str | None:
     return session.scalars(_DELIVERY_OUTCOME, {"guid": guid}).first()
+
+
+def recent_deliveries(
+    session: Session,
+    *,
+    event: str | None,
+    outcome: str | None,
+    repository: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[tuple[WebhookDelivery, int | None]]:
+    """Deliveries newest first, each with the build its push made (None: no build)."""
+    query = (
+        select(WebhookDelivery, Push.build_id)
+        .outerjoin(Push, Push.webhook_delivery_id == WebhookDelivery.id)
+        .order_by(WebhookDelivery.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    if event:
+        query = query.where(WebhookDelivery.event == event)
+    if outcome:
+        query = query.where(WebhookDelivery.outcome == outcome)
+    if repository:
+        query = query.where(WebhookDelivery.repository_full_name == repository)
+    return [(delivery, build_id) for delivery, build_id in session.execute(query)]

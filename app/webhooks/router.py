@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from app.api.responses import errors
 from app.config import get_settings
 from app.errors import BadRequest, ErrorCode, PayloadTooLarge, UnsupportedMediaType
+from app.logs import log_context
 from app.webhooks import service
 from app.webhooks.intake import get_writer
 from app.webhooks.schemas import DeliveryResult
@@ -91,4 +92,5 @@ async def receive_github_webhook(
         guid=headers.get("x-github-delivery"),
         signature=headers.get("x-hub-signature-256"),
     )
-    return await get_writer().submit(incoming)
+    with log_context(delivery=incoming.guid, event=incoming.event):
+        return await get_writer().submit(incoming)

@@ -84,7 +84,9 @@ def test_an_unexpected_failure_is_a_500_in_the_envelope_with_a_logged_incident(
     logged = [r for r in caplog.records if r.name == "app.api.errors"]
     assert [r.levelno for r in logged] == [logging.ERROR]
     assert incident in logged[0].getMessage()
-    assert logged[0].exc_info is not None
+    # The traceback is logged, scrubbed of secrets by the log filter (which keeps it as text).
+    traceback = logged[0].exc_text or ""
+    assert logged[0].exc_info is not None or "RuntimeError: a bug" in traceback
     OBSERVED.undocumented.clear()  # an unexpected 500 is undocumented by nature
 
 

@@ -69,3 +69,50 @@ def test_metrics_need_a_token_when_reads_are_protected(
 ) -> None:
     assert client.get("/metrics").status_code == 401
     assert _samples(client, **auth)[("cartridge_database_up", ())] == 1
+
+
+def test_backlog_gauges_say_what_waits_and_since_when(
+    client: TestClient, make_repository: MakeRepository, make_build: MakeBuild, session: Session
+) -> None:
+    from datetime import timedelta
+
+    from app.models import Registry, StatusPost
+    from app.models.base import utcnow
+
+    repo = make_repository()
+    make_build(repo, status="queued", queued_at=utcnow() - timedelta(minutes=5))
+    make_build(repo, status="queued")
+    make_build(repo, status="running", build_host="host-2")
+    make_build(repo, status="running", build_host="host-2")
+    failed = make_build(repo, status="failed")
+    session.add_all(
+        [
+            OutboxMessage(
+                task_name="t", queue="q", args=[1], created_at=utcnow() - timedelta(seconds=60)
+            ),
+            Registry(name="r1", url="10.0.0.1:5000", healthy=True),
+            Registry(name="r2", url="10.0.0.2:5000", healthy=False, required=False),
+            *[
+                StatusPost(
+                    build_id=failed.id,
+                    attempt=1,
+                    state="failure",
+                    context="cartridge/build",
+                    description="x",
+                    send_state=send_state,
+                    response_code=code,
+                )
+                for send_state, code in (("queued", 429), ("queued", 429), ("failed", 422))
+            ],
+        ]
+    )
+    session.commit()
+
+    samples = _samples(client)
+    assert 299 < samples[("cartridge_oldest_queued_build_age_seconds", ())] < 400
+    assert samples[("cartridge_outbox_oldest_pending_age_seconds", ())] >= 59
+    assert samples[("cartridge_builds_running", (("host", "host-2"),))] == 2
+    assert samples[("cartridge_status_posts", (("reason", "429"), ("state", "queued")))] == 2
+    assert samples[("cartridge_status_posts", (("reason", "422"), ("state", "failed")))] == 1
+    assert samples[("cartridge_registry_healthy", (("registry", "r1"), ("required", "true")))] == 1
+    assert samples[("cartridge_registry_healthy", (("registry", "r2"), ("required", "false")))] == 0

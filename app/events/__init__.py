@@ -1,0 +1,1 @@
+"""Live events: what changed (builds, their logs, a branch's latest green) and who is told."""

@@ -1,0 +1,1 @@
+"""The web pages: server-rendered HTML under `/`, beside the API under `/api/v1`."""
