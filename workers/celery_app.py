@@ -8,7 +8,7 @@ from celery.signals import worker_process_init
 
 from app.broker import get_celery
 from app.config import get_settings
-from app.db import get_engine
+from app.engine import get_engine
 
 settings = get_settings()
 celery_app = get_celery()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 from app.broker import BUILD_TASK
 from app.builds.transitions import forget_loaded, sources_of, transition
 from app.config import get_settings
-from app.db import dialect_insert
+from app.engine import dialect_insert
 from app.models import Build, BuildStatus, Push, PushDecision, Repository
 from app.models.base import utcnow
 from app.models.build import is_active

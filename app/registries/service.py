@@ -9,7 +9,7 @@ import re
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.db import insert_for
+from app.engine import insert_for
 from app.errors import BadRequest, Conflict, ErrorCode, NotFound
 from app.models import Registry
 from app.models.base import utcnow
