@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 import traceback
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ from celery.worker import state as worker_state
 from sqlalchemy.exc import OperationalError
 
 from app.broker import BUILD_TASK, get_celery
-from app.builds.transitions import transition
+from app.builds import lifecycle
+from app.builds.leases import hand_back
 from app.config import Settings, get_settings
 from app.db import get_session_factory, session_scope
 from app.images import service as images
@@ -36,7 +36,6 @@ from app.registries.service import ensure_default_registry
 from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl, Supervisor
 from workers.pipeline.image_build import docker_api
-from workers.pipeline.leases import hand_back
 from workers.pipeline.outcomes import (
     BuildCancelled,
     BuildErrored,
@@ -87,22 +86,10 @@ def run_build(build_id: int) -> str:
 def claim(build_id: int, settings: Settings) -> BuildJob | None:
     """Moves the build from queued to running on this host; None if it was not queued."""
     with session_scope() as session:
-        build = session.get(Build, build_id)
-        if build is None or build.status != BuildStatus.QUEUED:
-            return None
-        now = utcnow()
-        if not transition(
-            session,
-            build_id,
-            BuildStatus.RUNNING,
-            expected={BuildStatus.QUEUED},
-            attempt=build.attempt,
-            started_at=now,
-            finished_at=None,
-            build_host=settings.host_name,
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-        ):
+        build = lifecycle.claim(
+            session, build_id, host=settings.host_name, lease_seconds=settings.lease_seconds
+        )
+        if build is None:
             return None
         repository = session.get_one(Repository, build.repository_id)
         return BuildJob(
@@ -204,16 +191,7 @@ def finish(
         build_log.line(f"==> {status.value}: {error}")
     build_log.flush(final=True)
     with session_scope() as session:
-        moved = transition(
-            session,
-            job.build_id,
-            status,
-            expected={BuildStatus.RUNNING},
-            attempt=job.attempt,
-            finished_at=utcnow(),
-            error=error,
-            lease_expires_at=None,
-        )
+        moved = lifecycle.finish(session, job.build_id, job.attempt, status, error=error)
     if not moved:
         build_log.line(f"==> not recorded as {status.value}: the build changed meanwhile")
         return "stopped"

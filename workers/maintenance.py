@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.broker import get_celery
+from app.builds import leases
 from app.config import get_settings
 from app.db import get_session_factory, session_scope
 from app.outbox.service import relay_pending
-from workers.pipeline import leases
 
 celery_app = get_celery()
 

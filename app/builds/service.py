@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.broker import BUILD_TASK
-from app.builds import logs, queries
-from app.builds.queueing import start_new_attempt
+from app.builds import lifecycle, logs, queries
+from app.builds.lifecycle import CANCELLABLE, RETRYABLE
 from app.builds.schemas import (
     BuildDetail,
     BuildSummary,
@@ -19,17 +18,11 @@ from app.builds.schemas import (
     PushOut,
     SupersededBy,
 )
-from app.builds.transitions import transition
 from app.config import Settings
 from app.errors import BadRequest, ErrorCode, InvalidTransition, NotFound
 from app.images.references import pull_reference
 from app.models import Build, BuildStatus, Push
-from app.models.base import utcnow
-from app.outbox.service import enqueue
 from app.repos import service as repos
-
-RETRYABLE = frozenset({BuildStatus.FAILED, BuildStatus.ERRORED, BuildStatus.CANCELLED})
-CANCELLABLE = frozenset({BuildStatus.QUEUED, BuildStatus.RUNNING})
 
 
 def get(session: Session, build_id: int) -> Build:
@@ -73,23 +66,14 @@ def detail(session: Session, build: Build, settings: Settings) -> BuildDetail:
 
 def retry(session: Session, build: Build, settings: Settings) -> Build:
     """A new attempt of a failed, errored or cancelled build, queued for a worker."""
-    if not start_new_attempt(session, build.id, attempt=build.attempt, expected=RETRYABLE):
+    if not lifecycle.retry(session, build.id, attempt=build.attempt):
         raise _refused(session, build, "retried", RETRYABLE)
     session.refresh(build)
-    enqueue(session, BUILD_TASK, [build.id], queue=settings.build_queue)
     return build
 
 
 def cancel(session: Session, build: Build, cancelled_by: str) -> Build:
-    moved = transition(
-        session,
-        build.id,
-        BuildStatus.CANCELLED,
-        expected=CANCELLABLE,
-        cancel_reason=f"Cancelled by {cancelled_by}"[:500],
-        finished_at=utcnow(),
-    )
-    if not moved:
+    if not lifecycle.cancel(session, build.id, reason=f"Cancelled by {cancelled_by}"):
         raise _refused(session, build, "cancelled", CANCELLABLE)
     return build
 

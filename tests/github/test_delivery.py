@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.cli.main import cli
 from app.db import session_scope
 from app.models import Build, BuildStatus, OutboxMessage, StatusPost

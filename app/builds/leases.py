@@ -1,67 +1,61 @@
-"""Giving a running build back to the queue: after its worker was lost (its lease expired) or when
-a shutting-down worker ran out of grace time. Retries after lost workers are bounded; past the
-bound the build is `errored`, never `running` forever."""
+"""Leases of running builds: renewed by the build's heartbeat, reaped when its worker is lost,
+and handed back by a worker that shuts down. A lost worker's build is queued again as a new
+attempt at most `max_lease_retries` times, then `errored`: never `running` forever. The moves
+themselves are the build lifecycle's (`app.builds.lifecycle`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.broker import BUILD_TASK
-from app.builds import logs
-from app.builds.transitions import transition
+from app.builds import lifecycle
 from app.config import Settings
 from app.models import Build, BuildStatus
 from app.models.base import utcnow
-from app.outbox.service import enqueue
 
-RUNNING = {BuildStatus.RUNNING}
+
+@dataclass(frozen=True)
+class Ownership:
+    """What a heartbeat that failed to renew found: who has the build now."""
+
+    status: BuildStatus
+    attempt: int
+    cancel_reason: str | None
+
+
+def renew(session: Session, build_id: int, attempt: int, *, lease_seconds: float) -> bool:
+    """Extends running attempt `attempt`'s lease; False if the attempt no longer owns the build
+    (cancelled, superseded, handed back, or taken over after its lease expired)."""
+    now = utcnow()
+    renewed = session.execute(
+        update(Build)
+        .where(
+            Build.id == build_id,
+            Build.attempt == attempt,
+            Build.status == BuildStatus.RUNNING.value,
+        )
+        .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    return bool(renewed)
+
+
+def ownership(session: Session, build_id: int) -> Ownership | None:
+    row = session.execute(
+        select(Build.status, Build.attempt, Build.cancel_reason).where(Build.id == build_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return Ownership(BuildStatus(row.status), row.attempt, row.cancel_reason)
 
 
 @dataclass
 class ReapResult:
     requeued: list[int] = field(default_factory=list)
     errored: list[int] = field(default_factory=list)
-
-
-def requeue(
-    session: Session,
-    build_id: int,
-    attempt: int,
-    *,
-    settings: Settings,
-    note: str,
-    lease_retry: bool,
-) -> bool:
-    """Moves running attempt `attempt` back to queued as attempt `attempt + 1` and enqueues it.
-    Returns False if the build was no longer running that attempt."""
-    values: dict[str, Any] = {
-        "queued_at": utcnow(),
-        "started_at": None,
-        "heartbeat_at": None,
-        "lease_expires_at": None,
-        "build_host": None,
-        "error": None,
-    }
-    if lease_retry:
-        values["lease_retries"] = Build.lease_retries + 1
-    if not transition(
-        session,
-        build_id,
-        BuildStatus.QUEUED,
-        expected=RUNNING,
-        attempt=attempt,
-        next_attempt=attempt + 1,
-        **values,
-    ):
-        return False
-    logs.append(session, build_id, attempt, f"==> {note}; queued again as attempt {attempt + 1}\n")
-    enqueue(session, BUILD_TASK, [build_id], queue=settings.build_queue)
-    return True
 
 
 def reap_expired_leases(
@@ -88,28 +82,15 @@ def reap_expired_leases(
         last = row.heartbeat_at.isoformat(timespec="seconds") if row.heartbeat_at else "never"
         lost = f"worker lost: no heartbeat from {row.build_host or 'its build host'} since {last}"
         if row.lease_retries < settings.max_lease_retries:
-            if requeue(
-                session,
-                row.id,
-                row.attempt,
-                settings=settings,
-                note=lost,
-                lease_retry=True,
+            # The row is locked (FOR UPDATE) and the move is conditional on the attempt, so the
+            # count read above is still the build's.
+            if lifecycle.requeue(
+                session, row.id, row.attempt, note=lost, lease_retries=row.lease_retries + 1
             ):
                 result.requeued.append(row.id)
             continue
         error = f"{lost} (retried {row.lease_retries} times)"
-        if transition(
-            session,
-            row.id,
-            BuildStatus.ERRORED,
-            expected=RUNNING,
-            attempt=row.attempt,
-            error=error,
-            finished_at=now,
-            lease_expires_at=None,
-        ):
-            logs.append(session, row.id, row.attempt, f"==> errored: {error}\n")
+        if lifecycle.error_lost(session, row.id, row.attempt, error=error, at=now):
             result.errored.append(row.id)
     return result
 
@@ -125,4 +106,4 @@ def hand_back(session: Session, build_id: int, settings: Settings, *, note: str)
     )
     if attempt is None:
         return False
-    return requeue(session, build_id, attempt, settings=settings, note=note, lease_retry=False)
+    return lifecycle.requeue(session, build_id, attempt, note=note)
