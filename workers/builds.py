@@ -152,8 +152,8 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
     started = time.monotonic()
     published = built.published
     manifest = published.manifest
-    # The image row (and the default replica's, on first use) is committed before the copy, so
-    # no row stays locked and no transaction stays open for as long as the copy takes.
+    # The image row (and the default replica's, on first use) is committed before the copy, and
+    # the copy opens no transaction of its own while replicas are contacted.
     with session_scope() as session:
         ensure_default_registry(session)
         image = images.record(
@@ -171,8 +171,7 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
             labels=built.labels,
         )
         image_id = image.id
-    with session_scope() as session:
-        result = replicate_image(session, image_id, source=published.registry)
+    result = replicate_image(image_id, source=published.registry)
     build_log.line(f"==> replicas {time.monotonic() - started:.2f}s: {result.describe()}")
     if not result.quorum_met:
         raise BuildErrored(f"image not verified on enough replicas: {result.describe()}")

@@ -12,7 +12,7 @@ from app.models.base import utcnow
 from app.outbox.service import enqueue
 from app.registries import queries
 from app.registries.declared import sync_declared
-from app.registries.replication import copy_image_to
+from app.registries.replication import repair_image
 from app.registries.service import check_health
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ def check_replicas() -> dict[str, str | None]:
     again). Replicas declared in the settings are registered first."""
     with session_scope() as session:
         sync_declared(session, get_settings())
+    errors = check_health()
     with session_scope() as session:
-        errors = check_health(session)
         for registry in queries.serving_registries(session):
             if errors.get(registry.name):
                 log.warning("registry %s is unhealthy: %s", registry.name, errors[registry.name])
@@ -53,8 +53,7 @@ def repair_replica(registry_id: int) -> int:
     repaired = 0
     try:
         for image_id in image_ids:
-            with session_scope() as session:
-                outcome = copy_image_to(session, image_id=image_id, registry_id=registry_id)
+            outcome = repair_image(image_id=image_id, registry_id=registry_id)
             if outcome.present:
                 repaired += 1
             else:
