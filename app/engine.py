@@ -68,17 +68,3 @@ def dispose_engine() -> None:
     if get_engine.cache_info().currsize:
         get_engine().dispose()
     get_engine.cache_clear()
-
-
-def insert_for(session: Session, model: Any) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING / DO UPDATE (PostgreSQL and
-    SQLite)."""
-    return dialect_insert(session.get_bind().dialect.name, model)
-
-
-def dialect_insert(dialect: str, model: Any) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    if dialect == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"no INSERT .. ON CONFLICT support for {dialect}")
