@@ -7,7 +7,11 @@ the conditional UPDATE of the build row, which holds that row's lock until commi
 
 The HTTP request is made while the build's queued posts are locked (SELECT .. FOR UPDATE), so a
 concurrent send of the same build waits instead of overtaking it. Other builds, the API and
-the build's own transitions are not blocked: transitions only insert new posts.
+the build's own transitions are not blocked: transitions only insert new posts. This is the one
+transaction that stays open across a network call, bounded by `github_timeout_seconds`: a claim
+(a conditional UPDATE marking the post as being sent, with an expiry) would free the transaction,
+but a concurrent send would then have to give up and be scheduled again instead of waiting its
+turn and sending, which is what keeps a build's statuses in order without a retry's delay.
 """
 
 from __future__ import annotations
