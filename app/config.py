@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 5.0
     max_lease_retries: int = 2
     lease_reaper_interval_seconds: float = 15.0
+    # A queued build whose job is no longer in the broker (a Redis restart empties it) is sent
+    # again once it has waited this long; the check runs every `redispatch_interval_seconds`.
+    queued_job_timeout_seconds: float = 60.0
+    redispatch_interval_seconds: float = 30.0
     worker_grace_seconds: int = 600
     # Build logs are committed in batches: whichever comes first.
     build_log_flush_seconds: float = 0.5

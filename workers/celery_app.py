@@ -28,6 +28,10 @@ celery_app.conf.beat_schedule = {
         "task": "cartridge.builds.reap_expired_leases",
         "schedule": settings.lease_reaper_interval_seconds,
     },
+    "redispatch-lost-build-jobs": {
+        "task": "cartridge.builds.redispatch",
+        "schedule": settings.redispatch_interval_seconds,
+    },
     "redrive-statuses": {
         "task": "cartridge.statuses.redrive",
         "schedule": settings.github_status_redrive_seconds,

@@ -188,7 +188,23 @@ def _fresh_attempt(attempt: int) -> dict[str, Any]:
         "lease_expires_at": None,
         "build_host": None,
         "error": None,
+        "redispatched_at": None,
+        "redispatches": 0,
     }
+
+
+def redispatch(session: Session, build_id: int, *, attempt: int, at: datetime) -> bool:
+    """Sends the job of queued attempt `attempt` again (its message was lost with the broker's
+    queue, or an operator asks). The build stays queued on the same attempt; whichever message
+    arrives first claims it and the others find it no longer queued."""
+    moved = session.connection().execute(
+        _REDISPATCH, {"build_id": build_id, "expected_attempt": attempt, "now": at}
+    )
+    if moved.first() is None:
+        return False
+    _forget_loaded(session, build_id)
+    _enqueue_attempt(session, build_id)
+    return True
 
 
 def _enqueue_attempt(session: Session, build_id: int) -> None:
@@ -337,6 +353,19 @@ def _insert_build(dialect: str) -> Any:
     )
 
 
+_REDISPATCH = (
+    update(_builds)
+    .where(
+        _builds.c.id == bindparam("build_id"),
+        _builds.c.attempt == bindparam("expected_attempt"),
+        _builds.c.status == BuildStatus.QUEUED.value,
+    )
+    .values(
+        redispatched_at=bindparam("now", type_=_builds.c.redispatched_at.type),
+        redispatches=_builds.c.redispatches + 1,
+    )
+    .returning(_builds.c.id)
+)
 _SELECT_BUILD = select(Build.id, Build.status, Build.attempt).where(
     Build.repository_id == bindparam("repository_id"), Build.sha == bindparam("sha")
 )

@@ -136,3 +136,9 @@ class LatestGreen(BaseModel):
     finished_at: datetime | None
     image: LatestGreenImage | None
     roles: dict[str, str]
+
+
+class RedispatchResult(BaseModel):
+    """The queued builds whose lost job was sent again."""
+
+    build_ids: list[int]

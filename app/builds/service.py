@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.builds import lifecycle, logs, queries
+from app.builds import lifecycle, logs, queries, redispatch
 from app.builds.lifecycle import CANCELLABLE, RETRYABLE
 from app.builds.schemas import (
     BuildDetail,
@@ -22,6 +22,7 @@ from app.config import Settings
 from app.errors import BadRequest, ErrorCode, InvalidTransition, NotFound
 from app.images.references import pull_reference
 from app.models import Build, BuildStatus, Push
+from app.models.base import utcnow
 from app.repos import service as repos
 
 
@@ -65,11 +66,32 @@ def detail(session: Session, build: Build, settings: Settings) -> BuildDetail:
 
 
 def retry(session: Session, build: Build, settings: Settings) -> Build:
-    """A new attempt of a failed, errored or cancelled build, queued for a worker."""
+    """A new attempt of a failed, errored or cancelled build, queued for a worker. A build that
+    has been queued for longer than `queued_job_timeout_seconds` has its job sent again (the
+    broker may have lost it)."""
+    if build.status == BuildStatus.QUEUED:
+        now = utcnow()
+        waited = (now - redispatch.waiting_since(build)).total_seconds()
+        bound = settings.queued_job_timeout_seconds
+        if waited < bound:
+            raise InvalidTransition(
+                f"Build {build.id} has been queued for {waited:.0f}s; a queued build's job can "
+                f"be sent again once it has waited {bound:.0f}s.",
+                build_id=build.id,
+                status=build.status,
+            )
+        if lifecycle.redispatch(session, build.id, attempt=build.attempt, at=now):
+            session.refresh(build)
+            return build
     if not lifecycle.retry(session, build.id, attempt=build.attempt):
         raise _refused(session, build, "retried", RETRYABLE)
     session.refresh(build)
     return build
+
+
+def redispatch_lost(session: Session, settings: Settings) -> list[int]:
+    """Sends again, now, the jobs of overdue queued builds that the broker lost."""
+    return redispatch.redispatch_lost(session, settings)
 
 
 def cancel(session: Session, build: Build, cancelled_by: str) -> Build:

@@ -82,6 +82,9 @@ class Build(Base):
     superseded_by_push_id: Mapped[int | None] = mapped_column(
         ForeignKey("pushes.id", ondelete="SET NULL", use_alter=True), default=None
     )
+    # A queued build whose job the broker lost (a restart of Redis) is sent again.
+    redispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    redispatches: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

@@ -1,0 +1,29 @@
+"""When a queued build's job was last sent again because the broker no longer held it.
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("builds") as batch:
+        batch.add_column(sa.Column("redispatched_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(
+            sa.Column("redispatches", sa.Integer(), nullable=False, server_default="0")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("builds") as batch:
+        batch.drop_column("redispatches")
+        batch.drop_column("redispatched_at")
