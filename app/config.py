@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     registries_file: Path | None = None
     # None: every required replica must hold the image; N: at least N of them.
     replica_quorum: int | None = Field(default=None, ge=1)
+    # A build whose image misses the quorum waits this long for repairs before it is errored.
+    replica_quorum_wait_seconds: float = Field(default=900.0, ge=0)
     replication_concurrency: int = Field(default=8, ge=1)
     replication_attempts: int = Field(default=2, ge=1)
     registry_connect_timeout_seconds: float = 5.0

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import traceback
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from app.db import get_session_factory, session_scope
 from app.images import service as images
 from app.models import Build, BuildStatus, Repository
 from app.models.base import utcnow
-from app.registries.replication import replicate_image
+from app.registries.replication import ReplicationResult, replicate_image
 from app.registries.service import ensure_default_registry
 from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl, Supervisor
@@ -130,7 +131,10 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog, root: Path) 
                 root=root,
             )
             control.check()
-            replicate(job, built, build_log)
+            replicated = replicate(job, built, build_log)
+        # Past the heartbeat: a build that waits for its replicas holds no lease.
+        if not replicated.quorum_met:
+            return wait_for_quorum(job, build_log, replicated, settings)
     except BuildFailed as stop:
         return finish(job, build_log, BuildStatus.FAILED, stop.message)
     except BuildErrored as stop:
@@ -146,7 +150,7 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog, root: Path) 
     return finish(job, build_log, BuildStatus.SUCCEEDED, None)
 
 
-def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
+def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> ReplicationResult:
     """Records the image, copies it to every registry replica and verifies it by digest. The
     build is green only when the quorum holds; missing replicas are repaired later."""
     started = time.monotonic()
@@ -173,8 +177,25 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
         image_id = image.id
     result = replicate_image(image_id, source=published.registry)
     build_log.line(f"==> replicas {time.monotonic() - started:.2f}s: {result.describe()}")
-    if not result.quorum_met:
-        raise BuildErrored(f"image not verified on enough replicas: {result.describe()}")
+    return result
+
+
+def wait_for_quorum(
+    job: BuildJob, build_log: BuildLog, result: ReplicationResult, settings: Settings
+) -> str:
+    """An image on some replicas but not enough of them: the build waits (held by no worker)
+    for the repair job, up to `replica_quorum_wait_seconds`. On no replica at all, there is
+    nothing to repair from: the build is errored at once."""
+    error = f"image not verified on enough replicas: {result.describe()}"
+    if not result.verified_on or settings.replica_quorum_wait_seconds <= 0:
+        return finish(job, build_log, BuildStatus.ERRORED, error)
+    build_log.flush()
+    until = utcnow() + timedelta(seconds=settings.replica_quorum_wait_seconds)
+    with session_scope() as session:
+        waiting = lifecycle.await_quorum(
+            session, job.build_id, job.attempt, until=until, report=result.describe()
+        )
+    return "waiting for replicas" if waiting else "stopped"
 
 
 def finish(

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from app.broker import get_celery
+from app.builds.quorum import settle_waiting_builds
 from app.config import get_settings
 from app.db import session_scope
 from app.models.base import utcnow
@@ -36,6 +37,8 @@ def check_replicas() -> dict[str, str | None]:
                 log.warning("registry %s is unhealthy: %s", registry.name, errors[registry.name])
             elif queries.images_to_repair(session, registry.id, limit=1):
                 enqueue(session, REPAIR_TASK, [registry.id], queue=get_settings().default_queue)
+    with session_scope() as session:
+        settle_waiting_builds(session)  # builds past their quorum deadline end here
     return errors
 
 
@@ -63,4 +66,7 @@ def repair_replica(registry_id: int) -> int:
     finally:
         with session_scope() as session:
             queries.release_repair(session, registry_id)
+    if repaired:
+        with session_scope() as session:
+            settle_waiting_builds(session)
     return repaired

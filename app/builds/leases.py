@@ -72,6 +72,8 @@ def reap_expired_leases(
         select(Build.id, Build.attempt, Build.lease_retries, Build.build_host, Build.heartbeat_at)
         .where(
             Build.status == BuildStatus.RUNNING.value,
+            # A build waiting for its replica quorum has no worker, and needs none.
+            Build.quorum_deadline_at.is_(None),
             or_(Build.lease_expires_at < now, never_renewed),
         )
         .order_by(Build.id)

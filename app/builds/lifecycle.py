@@ -190,6 +190,7 @@ def _fresh_attempt(attempt: int) -> dict[str, Any]:
         "error": None,
         "redispatched_at": None,
         "redispatches": 0,
+        "quorum_deadline_at": None,
     }
 
 
@@ -244,8 +245,36 @@ def finish(
     session: Session, build_id: int, attempt: int, status: BuildStatus, *, error: str | None
 ) -> bool:
     """Records the outcome of running attempt `attempt`, if it still owns the build."""
-    values = {"finished_at": utcnow(), "error": error, "lease_expires_at": None}
+    values = {
+        "finished_at": utcnow(),
+        "error": error,
+        "lease_expires_at": None,
+        "quorum_deadline_at": None,
+    }
     return _move(session, build_id, status, RUNNING, attempt, values)
+
+
+def await_quorum(
+    session: Session, build_id: int, attempt: int, *, until: datetime, report: str
+) -> bool:
+    """Running attempt `attempt` built and pushed its image, but not onto enough replicas yet:
+    the build stays running, held by no worker, until the repair job completes the quorum
+    (`finish`: succeeded) or `until` passes (`finish`: errored)."""
+    moved = session.connection().execute(
+        _AWAIT_QUORUM, {"build_id": build_id, "expected_attempt": attempt, "until": until}
+    )
+    if moved.first() is None:
+        return False
+    _forget_loaded(session, build_id)
+    logs.append(
+        session,
+        build_id,
+        attempt,
+        f"==> waiting until {until.isoformat(timespec='seconds')} for the replica quorum: "
+        f"{report}\n",
+    )
+    record_status(session, build_id)
+    return True
 
 
 def error_lost(session: Session, build_id: int, attempt: int, *, error: str, at: datetime) -> bool:
@@ -363,6 +392,19 @@ _REDISPATCH = (
     .values(
         redispatched_at=bindparam("now", type_=_builds.c.redispatched_at.type),
         redispatches=_builds.c.redispatches + 1,
+    )
+    .returning(_builds.c.id)
+)
+_AWAIT_QUORUM = (
+    update(_builds)
+    .where(
+        _builds.c.id == bindparam("build_id"),
+        _builds.c.attempt == bindparam("expected_attempt"),
+        _builds.c.status == BuildStatus.RUNNING.value,
+    )
+    .values(
+        quorum_deadline_at=bindparam("until", type_=_builds.c.quorum_deadline_at.type),
+        lease_expires_at=None,
     )
     .returning(_builds.c.id)
 )

@@ -107,6 +107,8 @@ class BuildDetail(BuildSummary):
     cancel_reason: str | None
     superseded_by: SupersededBy | None
     heartbeat_at: datetime | None
+    # Set while a running build's image waits for the replica quorum (no worker holds it).
+    quorum_deadline_at: datetime | None = None
     pushes: list[PushOut]
     image: ImageOut | None
 

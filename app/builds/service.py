@@ -60,6 +60,7 @@ def detail(session: Session, build: Build, settings: Settings) -> BuildDetail:
         cancel_reason=build.cancel_reason,
         superseded_by=superseded_by,
         heartbeat_at=build.heartbeat_at,
+        quorum_deadline_at=build.quorum_deadline_at,
         pushes=[PushOut.of(push) for push in pushes],
         image=ImageOut.of(image, settings.proxy_host) if image else None,
     )

@@ -116,6 +116,21 @@ def quorum_met(session: Session, image_id: int) -> bool:
     return quorum_holds(registries, verified, get_settings().replica_quorum)
 
 
+def presence_report(session: Session, image_id: int) -> str:
+    """One line: on which replicas the image is verified, and why not on the others."""
+    image = _image(session, image_id)
+    presence = {row.registry_id: row for row in queries.presence_rows(session, image_id)}
+    parts = []
+    for registry in queries.list_registries(session):
+        row = presence.get(registry.id)
+        if row is not None and row.state == ReplicaState.PRESENT:
+            parts.append(f"{registry.name}: verified")
+        else:
+            why = (row.last_error if row is not None else None) or "not copied yet"
+            parts.append(f"{registry.name}: missing ({why})")
+    return f"{image.manifest_digest} " + "; ".join(parts)
+
+
 def replicate_image(image_id: int, *, source: str | None = None) -> ReplicationResult:
     """Copies the image from `source` (default `CARTRIDGE_REGISTRY_URL`, where the build pushed
     it) to every replica, verifies its manifest digest on each (the source included) and records

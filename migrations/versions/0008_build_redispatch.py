@@ -1,4 +1,5 @@
-"""When a queued build's job was last sent again because the broker no longer held it.
+"""When a queued build's job was last sent again because the broker no longer held it, and until
+when a built image waits for its replica quorum.
 
 Revision ID: 0008
 Revises: 0007
@@ -21,9 +22,11 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("redispatches", sa.Integer(), nullable=False, server_default="0")
         )
+        batch.add_column(sa.Column("quorum_deadline_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("builds") as batch:
+        batch.drop_column("quorum_deadline_at")
         batch.drop_column("redispatches")
         batch.drop_column("redispatched_at")
