@@ -293,7 +293,7 @@ def error_lost(session: Session, build_id: int, attempt: int, *, error: str, at:
 
 def cancel(session: Session, build_id: int, *, reason: str) -> bool:
     """Cancels a queued or running build; its worker notices at the next heartbeat."""
-    values = {"cancel_reason": reason[:500], "finished_at": utcnow()}
+    values = {"cancel_reason": reason[:500], "finished_at": utcnow(), "quorum_deadline_at": None}
     return _move(
         session, build_id, BuildStatus.CANCELLED, expected=CANCELLABLE, attempt=None, values=values
     )
@@ -367,6 +367,7 @@ def _cancel_superseded_statement(candidates: Select[Any]) -> Any:
             cancel_reason=bindparam("superseded_reason", type_=_builds.c.cancel_reason.type),
             superseded_by_push_id=bindparam("superseded_by_push", type_=_builds.c.id.type),
             finished_at=bindparam("now", type_=_builds.c.finished_at.type),
+            quorum_deadline_at=None,
         )
         .returning(_builds.c.id)
     )
