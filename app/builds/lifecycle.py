@@ -10,6 +10,10 @@ nothing. Each move records the commit status GitHub owes in the same transaction
 `queued` (a new build, a new attempt) enqueues the build job through the outbox in it too.
 Nothing outside this module writes `builds.status`.
 
+Two moves keep the status: `redispatch` sends a queued build's job again (the broker lost it),
+and `await_quorum` leaves a running build whose image misses the replica quorum to the repair
+job, with a deadline and no worker (`app/builds/quorum.py` finishes it).
+
 The UPDATEs are Core statements built once per kind of move: the webhook receiver runs them on
 every push, and building an expression costs more than running it. A build already loaded in the
 session is expired, so its next read sees the move.
