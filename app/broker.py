@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -58,3 +60,49 @@ def create_celery(settings: Settings) -> Celery:
 @lru_cache
 def get_celery() -> Celery:
     return create_celery(get_settings())
+
+
+# kombu's Redis transport keeps a queue's waiting messages in a list named after the queue, and
+# one more list per priority step.
+_REDIS_PRIORITY_SEPARATOR = "\x06\x16"
+_REDIS_PRIORITY_STEPS = (3, 6, 9)
+
+
+def jobs_waiting(settings: Settings, task: str, queue: str) -> set[Any] | None:
+    """The first argument of every `task` message waiting in `queue`. None when the broker
+    cannot be read (a transport other than Redis); raises when Redis does not answer.
+
+    A message a worker has taken but not acknowledged (a prefetched one, behind a long build) is
+    not counted: the build it names waits for that worker alone, and a second message lets any
+    idle worker take it."""
+    url = settings.resolved_broker_url()
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=settings.broker_connect_timeout_seconds)
+    names = [queue, *(f"{queue}{_REDIS_PRIORITY_SEPARATOR}{p}" for p in _REDIS_PRIORITY_STEPS)]
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.lrange(name, 0, -1)
+            lists = pipe.execute()
+    finally:
+        client.close()
+    waiting: set[Any] = set()
+    for raw in (raw for rows in lists for raw in rows):
+        first = _first_argument(raw, task)
+        if first is not None:
+            waiting.add(first)
+    return waiting
+
+
+def _first_argument(raw: bytes, task: str) -> Any:
+    try:
+        message = json.loads(raw)
+        if message["headers"]["task"] != task:
+            return None
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        return args[0] if args else None
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None  # not a Celery message of ours

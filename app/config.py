@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 5.0
     max_lease_retries: int = 2
     lease_reaper_interval_seconds: float = 15.0
+    # A queued build whose job is no longer in the broker (a Redis restart empties it) is sent
+    # again once it has waited this long; the check runs every `redispatch_interval_seconds`.
+    queued_job_timeout_seconds: float = 60.0
+    redispatch_interval_seconds: float = 30.0
     worker_grace_seconds: int = 600
     # Build logs are committed in batches: whichever comes first.
     build_log_flush_seconds: float = 0.5
@@ -105,6 +109,8 @@ class Settings(BaseSettings):
     registries_file: Path | None = None
     # None: every required replica must hold the image; N: at least N of them.
     replica_quorum: int | None = Field(default=None, ge=1)
+    # A build whose image misses the quorum waits this long for repairs before it is errored.
+    replica_quorum_wait_seconds: float = Field(default=900.0, ge=0)
     replication_concurrency: int = Field(default=8, ge=1)
     replication_attempts: int = Field(default=2, ge=1)
     registry_connect_timeout_seconds: float = 5.0

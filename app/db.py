@@ -1,72 +1,54 @@
-"""Engine and session factory, shared by the API and the workers."""
+"""The unit of work: Cartridge's sessions, and everything that happens when one commits.
+
+Every session comes from `get_session_factory()` (`session_scope()` for workers and the CLI, one
+per request in the API). Services only flush; whoever opened the session commits it. What a
+commit does besides writing the rows is declared here, on this factory, and nowhere else:
+
+- before the commit, in the same transaction: each build whose status changed in it gets the
+  commit status GitHub should now show, and the job that sends it (`app.statuses.service`);
+- after the commit: the jobs written to the outbox in it (`app.outbox.service.enqueue`) are
+  handed to this process's relay thread, which publishes them to the broker at once;
+- after a rollback: both are forgotten; nothing of the transaction is sent.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import get_settings
+from app.engine import dispose_engine, get_engine
+from app.outbox import service as outbox
+from app.outbox.relay import get_relay
+from app.statuses import service as statuses
 
 
-def build_engine(url: str, **kwargs: Any) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _configure_sqlite)
-        return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    # psycopg prepares a statement after a few executions, and PostgreSQL may then keep one
-    # generic plan for it, made with the statistics of that moment. On a young or fast-growing
-    # table that plan can be a sequential scan run once per row of an outer loop (the push
-    # receiver's supersede query did exactly that). Custom plans follow the tables as they grow,
-    # for a fraction of a millisecond of planning.
-    connect_args = {"options": "-c plan_cache_mode=force_custom_plan"}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+def _before_commit(session: Session) -> None:
+    statuses.record_owed_statuses(session)
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the API read while a worker writes; foreign keys are off by default in SQLite.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _after_commit(session: Session) -> None:
+    messages = outbox.take_committed(session)
+    if messages:
+        get_relay().notify(messages)
 
 
-def dialect_insert(dialect: str, table: Any) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING / DO UPDATE (PostgreSQL and
-    SQLite). Takes the dialect's name so that statements can be built once per dialect."""
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"no INSERT .. ON CONFLICT support for {dialect}")
-
-
-def insert_for(session: Session, table: Any) -> Any:
-    """`dialect_insert` for the database `session` is bound to."""
-    return dialect_insert(session.get_bind().dialect.name, table)
-
-
-@lru_cache
-def get_engine() -> Engine:
-    return build_engine(get_settings().resolved_database_url())
+def _after_rollback(session: Session) -> None:
+    statuses.forget_owed_statuses(session)
+    outbox.forget_uncommitted(session)
 
 
 @lru_cache
 def get_session_factory() -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+    factory = sessionmaker(bind=get_engine(), expire_on_commit=False)
+    event.listen(factory, "before_commit", _before_commit)
+    event.listen(factory, "after_commit", _after_commit)
+    event.listen(factory, "after_rollback", _after_rollback)
+    return factory
 
 
 @contextmanager
@@ -84,9 +66,8 @@ def session_scope() -> Iterator[Session]:
 
 
 def reset_caches() -> None:
-    """Forget the engine and settings (tests and the CLI change the environment)."""
-    if get_engine.cache_info().currsize:
-        get_engine().dispose()
-    get_engine.cache_clear()
+    """Forget the engine, the session factory and the settings (tests and the CLI change the
+    environment)."""
+    dispose_engine()
     get_session_factory.cache_clear()
     get_settings.cache_clear()

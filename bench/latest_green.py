@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from app import migrate  # noqa: E402
 from app.builds import queries  # noqa: E402
-from app.db import build_engine  # noqa: E402
+from app.engine import build_engine  # noqa: E402
 from tests.support.server import free_port  # noqa: E402
 
 ADMIN_DSN = os.environ.get(

@@ -63,7 +63,7 @@ def counted_app() -> Any:
     from fastapi import FastAPI
     from sqlalchemy import event
 
-    from app.db import get_engine
+    from app.engine import get_engine
     from app.events import hub
     from app.main import create_app
 
@@ -279,7 +279,7 @@ def start_server(
 
 
 def new_builds(database_url: str, count: int) -> list[int]:
-    from app.db import build_engine
+    from app.engine import build_engine
     from app.models import Build, Repository
 
     engine = build_engine(database_url)
@@ -310,8 +310,8 @@ def new_builds(database_url: str, count: int) -> list[int]:
 
 
 def finish(database_url: str, build_ids: list[int]) -> None:
-    from app.builds.transitions import transition
-    from app.db import build_engine
+    from app.builds.lifecycle import transition
+    from app.engine import build_engine
     from app.models import BuildStatus
 
     engine = build_engine(database_url)

@@ -123,7 +123,8 @@ The first pass builds each default branch's head once and only adopts the other 
 def run(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     from app import migrate
     from app.config import get_settings
-    from app.db import get_engine, get_session_factory, reset_caches
+    from app.db import get_session_factory, reset_caches
+    from app.engine import get_engine
     from app.github.client import client_from_settings
     from app.models import Repository
     from app.reconcile.runs import run_pass

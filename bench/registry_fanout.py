@@ -110,8 +110,7 @@ def push_and_replicate(local: str, cluster: RegistryCluster, repository: str) ->
     tag = uuid.uuid4().hex
     push(local, cluster[0].host, repository, tag)
     image_id = record(read_image(cluster[0].host, repository, tag))
-    with session_scope() as session:
-        result = replicate_image(session, image_id)
+    result = replicate_image(image_id)
     if not result.quorum_met:
         raise RuntimeError(result.describe())
 
@@ -192,9 +191,8 @@ def herd(args: argparse.Namespace, cluster: RegistryCluster, work: Path) -> Herd
     push(local, cluster[0].host, repository, tag)
     docker("rmi", local)
     image = read_image(cluster[0].host, repository, tag)
-    with session_scope() as session:
-        if not replicate_image(session, record(image)).quorum_met:
-            raise RuntimeError("the herd image did not reach every replica")
+    if not replicate_image(record(image)).quorum_met:
+        raise RuntimeError("the herd image did not reach every replica")
 
     direct = pull_all(f"http://{cluster[0].host}/v2/{repository}", image, args.pulls)
     port = free_port()

@@ -154,9 +154,8 @@ def populate(args: argparse.Namespace, r1: RunningRegistry) -> int:
     with session_scope() as session:
         image_ids = list(session.scalars(select(Image.id)))
     for image_id in image_ids:
-        with session_scope() as session:
-            if not replicate_image(session, image_id).quorum_met:
-                raise RuntimeError(f"image {image_id} did not reach every replica")
+        if not replicate_image(image_id).quorum_met:
+            raise RuntimeError(f"image {image_id} did not reach every replica")
     return len(image_ids)
 
 

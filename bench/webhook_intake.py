@@ -373,7 +373,7 @@ def bench_database(admin_dsn: str, run_id: str) -> Iterator[str]:
 def register_repository(database_url: str) -> None:
     from sqlalchemy.orm import Session
 
-    from app.db import build_engine
+    from app.engine import build_engine
     from app.models import Repository
 
     engine = build_engine(database_url)
@@ -420,7 +420,7 @@ def database_latency(admin_dsn: str, database_url: str) -> str:
 def database_counts(database_url: str) -> dict[str, int]:
     from sqlalchemy import text
 
-    from app.db import build_engine
+    from app.engine import build_engine
 
     engine = build_engine(database_url)
     counts = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from app.db import build_engine
+from app.engine import build_engine
 from app.models import Base
 
 config = context.config

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from app import migrate
 from app.broker import get_celery
 from app.config import get_settings
-from app.db import get_engine, get_session_factory, reset_caches
+from app.db import get_session_factory, reset_caches
+from app.engine import get_engine
 from app.models import Base
 from app.outbox.relay import reset_relay
 from tests.support.documented_statuses import pytest_runtest_call  # noqa: F401 (a hook)

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from app import migrate
-from app.db import build_engine
+from app.engine import build_engine
 from tests.conftest import _admin, _database_url
 from tests.support.paths import REPO_ROOT
 

@@ -25,20 +25,20 @@ from celery.worker import state as worker_state
 from sqlalchemy.exc import OperationalError
 
 from app.broker import BUILD_TASK, get_celery
-from app.builds.transitions import transition
+from app.builds import lifecycle
+from app.builds.leases import hand_back
 from app.config import Settings, get_settings
 from app.db import get_session_factory, session_scope
 from app.images import service as images
 from app.logs import log_context
 from app.models import Build, BuildStatus, Repository
 from app.models.base import utcnow
-from app.registries.replication import replicate_image
+from app.registries.replication import ReplicationResult, replicate_image
 from app.registries.service import ensure_default_registry
 from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl, Supervisor
 from workers.pipeline.image_build import docker_api
 from workers.pipeline.layer_cache import cache_sources
-from workers.pipeline.leases import hand_back
 from workers.pipeline.outcomes import (
     BuildCancelled,
     BuildErrored,
@@ -96,22 +96,10 @@ def run_build(build_id: int) -> str:
 def claim(build_id: int, settings: Settings) -> BuildJob | None:
     """Moves the build from queued to running on this host; None if it was not queued."""
     with session_scope() as session:
-        build = session.get(Build, build_id)
-        if build is None or build.status != BuildStatus.QUEUED:
-            return None
-        now = utcnow()
-        if not transition(
-            session,
-            build_id,
-            BuildStatus.RUNNING,
-            expected={BuildStatus.QUEUED},
-            attempt=build.attempt,
-            started_at=now,
-            finished_at=None,
-            build_host=settings.host_name,
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.lease_seconds),
-        ):
+        build = lifecycle.claim(
+            session, build_id, host=settings.host_name, lease_seconds=settings.lease_seconds
+        )
+        if build is None:
             return None
         repository = session.get_one(Repository, build.repository_id)
         return BuildJob(
@@ -153,7 +141,10 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog, root: Path) 
                 root=root,
             )
             control.check()
-            replicate(job, built, build_log)
+            replicated = replicate(job, built, build_log)
+        # Past the heartbeat: a build that waits for its replicas holds no lease.
+        if not replicated.quorum_met:
+            return wait_for_quorum(job, build_log, replicated, settings)
     except BuildFailed as stop:
         return finish(job, build_log, BuildStatus.FAILED, stop.message)
     except BuildErrored as stop:
@@ -169,14 +160,14 @@ def execute(job: BuildJob, settings: Settings, build_log: BuildLog, root: Path) 
     return finish(job, build_log, BuildStatus.SUCCEEDED, None)
 
 
-def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
+def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> ReplicationResult:
     """Records the image, copies it to every registry replica and verifies it by digest. The
     build is green only when the quorum holds; missing replicas are repaired later."""
     started = time.monotonic()
     published = built.published
     manifest = published.manifest
-    # The image row (and the default replica's, on first use) is committed before the copy, so
-    # no row stays locked and no transaction stays open for as long as the copy takes.
+    # The image row (and the default replica's, on first use) is committed before the copy, and
+    # the copy opens no transaction of its own while replicas are contacted.
     with session_scope() as session:
         ensure_default_registry(session)
         image = images.record(
@@ -194,11 +185,27 @@ def replicate(job: BuildJob, built: BuiltImage, build_log: BuildLog) -> None:
             labels=built.labels,
         )
         image_id = image.id
-    with session_scope() as session:
-        result = replicate_image(session, image_id, source=published.registry)
+    result = replicate_image(image_id, source=published.registry)
     build_log.line(f"==> replicas {time.monotonic() - started:.2f}s: {result.describe()}")
-    if not result.quorum_met:
-        raise BuildErrored(f"image not verified on enough replicas: {result.describe()}")
+    return result
+
+
+def wait_for_quorum(
+    job: BuildJob, build_log: BuildLog, result: ReplicationResult, settings: Settings
+) -> str:
+    """An image on some replicas but not enough of them: the build waits (held by no worker)
+    for the repair job, up to `replica_quorum_wait_seconds`. On no replica at all, there is
+    nothing to repair from: the build is errored at once."""
+    error = f"image not verified on enough replicas: {result.describe()}"
+    if not result.verified_on or settings.replica_quorum_wait_seconds <= 0:
+        return finish(job, build_log, BuildStatus.ERRORED, error)
+    build_log.flush()
+    until = utcnow() + timedelta(seconds=settings.replica_quorum_wait_seconds)
+    with session_scope() as session:
+        waiting = lifecycle.await_quorum(
+            session, job.build_id, job.attempt, until=until, report=result.describe()
+        )
+    return "waiting for replicas" if waiting else "stopped"
 
 
 def finish(
@@ -214,16 +221,7 @@ def finish(
         build_log.line(f"==> {status.value}: {error}")
     build_log.flush(final=True)
     with session_scope() as session:
-        moved = transition(
-            session,
-            job.build_id,
-            status,
-            expected={BuildStatus.RUNNING},
-            attempt=job.attempt,
-            finished_at=utcnow(),
-            error=error,
-            lease_expires_at=None,
-        )
+        moved = lifecycle.finish(session, job.build_id, job.attempt, status, error=error)
     if not moved:
         build_log.line(f"==> not recorded as {status.value}: the build changed meanwhile")
         return "stopped"

@@ -8,7 +8,7 @@ from celery.signals import setup_logging, worker_process_init
 
 from app.broker import get_celery
 from app.config import get_settings
-from app.db import get_engine
+from app.engine import get_engine
 from app.logs import configure_logging
 
 settings = get_settings()
@@ -29,6 +29,10 @@ celery_app.conf.beat_schedule = {
     "reap-expired-build-leases": {
         "task": "cartridge.builds.reap_expired_leases",
         "schedule": settings.lease_reaper_interval_seconds,
+    },
+    "redispatch-lost-build-jobs": {
+        "task": "cartridge.builds.redispatch",
+        "schedule": settings.redispatch_interval_seconds,
     },
     "redrive-statuses": {
         "task": "cartridge.statuses.redrive",

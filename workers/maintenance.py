@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.broker import get_celery
+from app.builds import leases, redispatch
 from app.config import get_settings
 from app.db import get_session_factory, session_scope
 from app.outbox.service import relay_pending
-from workers.pipeline import leases
 
 celery_app = get_celery()
 
@@ -36,3 +36,10 @@ def prune_old_rows() -> dict[str, int]:
 
     report = prune(get_session_factory(), RetentionPolicy.of(get_settings()))
     return report.counts
+
+
+@celery_app.task(name="cartridge.builds.redispatch", ignore_result=True)
+def redispatch_lost_jobs() -> list[int]:
+    """Sends again the jobs of long-queued builds that the broker no longer holds."""
+    with session_scope() as session:
+        return redispatch.redispatch_lost(session, get_settings())

@@ -6,13 +6,14 @@ import logging
 from datetime import timedelta
 
 from app.broker import get_celery
+from app.builds.quorum import settle_waiting_builds
 from app.config import get_settings
 from app.db import session_scope
 from app.models.base import utcnow
 from app.outbox.service import enqueue
 from app.registries import queries
 from app.registries.declared import sync_declared
-from app.registries.replication import copy_image_to
+from app.registries.replication import repair_image
 from app.registries.service import check_health
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,15 @@ def check_replicas() -> dict[str, str | None]:
     again). Replicas declared in the settings are registered first."""
     with session_scope() as session:
         sync_declared(session, get_settings())
+    errors = check_health()
     with session_scope() as session:
-        errors = check_health(session)
         for registry in queries.serving_registries(session):
             if errors.get(registry.name):
                 log.warning("registry %s is unhealthy: %s", registry.name, errors[registry.name])
             elif queries.images_to_repair(session, registry.id, limit=1):
                 enqueue(session, REPAIR_TASK, [registry.id], queue=get_settings().default_queue)
+    with session_scope() as session:
+        settle_waiting_builds(session)  # builds past their quorum deadline end here
     return errors
 
 
@@ -53,8 +56,7 @@ def repair_replica(registry_id: int) -> int:
     repaired = 0
     try:
         for image_id in image_ids:
-            with session_scope() as session:
-                outcome = copy_image_to(session, image_id=image_id, registry_id=registry_id)
+            outcome = repair_image(image_id=image_id, registry_id=registry_id)
             if outcome.present:
                 repaired += 1
             else:
@@ -64,4 +66,7 @@ def repair_replica(registry_id: int) -> int:
     finally:
         with session_scope() as session:
             queries.release_repair(session, registry_id)
+    if repaired:
+        with session_scope() as session:
+            settle_waiting_builds(session)
     return repaired

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert
+from app.engine import dialect_insert
 from app.models import KnownBranchHead, Push
 from app.models.base import utcnow
 

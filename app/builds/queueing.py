@@ -9,44 +9,25 @@ by an explicit retry, never by a push.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
-from functools import cache
 from typing import Any, TypedDict
 
-from sqlalchemy import Table, bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.orm import Session, aliased
 
-from app.broker import BUILD_TASK
-from app.builds import heads
-from app.builds.transitions import forget_loaded, sources_of, transition
-from app.config import get_settings
-from app.db import dialect_insert
-from app.events.announce import announce_build_change
+from app.builds import heads, lifecycle
+from app.builds.lifecycle import BuildAction
 from app.models import (
     Build,
-    BuildStatus,
     KnownBranchHead,
     Push,
     PushDecision,
     PushSource,
     Repository,
 )
-from app.models.base import utcnow
 from app.models.build import is_active
-from app.outbox.service import enqueue
-from app.statuses.service import record_status
-
-SHORT_SHA_LENGTH = 7
-
-
-class BuildAction(enum.StrEnum):
-    CREATED = "created"
-    REQUEUED = "requeued"  # a cancelled build pushed again: a new attempt
-    EXISTING = "existing"  # the push shares a build that already exists
 
 
 class PushValues(TypedDict):
@@ -88,16 +69,6 @@ class RecordedPush:
 
 
 # Statements are built once: building SQLAlchemy expressions costs more than running them.
-@cache
-def _insert_build(dialect: str) -> Any:
-    return (
-        dialect_insert(dialect, Build)
-        .values(repository_id=bindparam("repository_id"), sha=bindparam("sha"))
-        .on_conflict_do_nothing(index_elements=["repository_id", "sha"])
-        .returning(Build.id, Build.status, Build.attempt)
-    )
-
-
 _INSERT_PUSH = insert(Push).returning(Push.id)
 _SELECT_BUILD = select(Build.id, Build.status, Build.attempt).where(
     Build.repository_id == bindparam("repository_id"), Build.sha == bindparam("sha")
@@ -248,54 +219,8 @@ def _existing_build(
 def _find_or_create_build(
     session: Session, repository_id: int, sha: str, *, requeue: bool = True
 ) -> tuple[int, str, int, BuildAction]:
-    params = {"repository_id": repository_id, "sha": sha}
-    dialect = session.get_bind().dialect.name
-    created = session.connection().execute(_insert_build(dialect), params).first()
-    if created is not None:
-        _enqueue_build(session, created.id)
-        record_status(session, created.id)
-        announce_build_change(session, created.id)
-        return created.id, created.status, created.attempt, BuildAction.CREATED
-    existing = session.connection().execute(_SELECT_BUILD, params).one()
-    if (
-        requeue
-        and existing.status == BuildStatus.CANCELLED
-        and start_new_attempt(
-            session, existing.id, attempt=existing.attempt, expected={BuildStatus.CANCELLED}
-        )
-    ):
-        _enqueue_build(session, existing.id)
-        return existing.id, BuildStatus.QUEUED.value, existing.attempt + 1, BuildAction.REQUEUED
-    return existing.id, existing.status, existing.attempt, BuildAction.EXISTING
-
-
-def start_new_attempt(
-    session: Session, build_id: int, *, attempt: int, expected: Iterable[BuildStatus]
-) -> bool:
-    """Moves a finished build back to queued as attempt `attempt + 1`, if it is still in one of
-    `expected` on `attempt`. The caller enqueues the build job."""
-    return transition(
-        session,
-        build_id,
-        BuildStatus.QUEUED,
-        expected=expected,
-        attempt=attempt,
-        queued_at=utcnow(),
-        started_at=None,
-        finished_at=None,
-        heartbeat_at=None,
-        lease_expires_at=None,
-        lease_retries=0,
-        build_host=None,
-        error=None,
-        cancel_reason=None,
-        superseded_by_push_id=None,
-        next_attempt=attempt + 1,
-    )
-
-
-def _enqueue_build(session: Session, build_id: int) -> None:
-    enqueue(session, BUILD_TASK, [build_id], queue=get_settings().build_queue)
+    build = lifecycle.build_sha(session, repository_id, sha, requeue_cancelled=requeue)
+    return build.id, build.status, build.attempt, build.action
 
 
 def _supersedes(repository: Repository, branch: str) -> bool:
@@ -314,29 +239,19 @@ def cancel_superseded_builds(
     sha: str,
     keep_build_id: int,
 ) -> list[int]:
-    """Cancels the queued or running builds of `branch` pushed before its head (at
-    `head_position` in the branch's history; push `push_id` of `sha`), except the head's build
-    and builds that are still the head of another branch or a tag's build. Returns the ids it
-    cancelled, oldest first.
-
-    One conditional UPDATE finds and cancels them: it runs on every branch push. Like every
-    transition, it moves only builds still in a status a cancel may leave, re-checked row by row
-    against concurrent changes."""
+    """Cancels, through the build lifecycle, the queued or running builds of `branch` pushed
+    before its head (at `head_position` in the branch's history; push `push_id` of `sha`),
+    except the head's build and builds that are still the head of another branch or a tag's
+    build. Returns the ids it cancelled, oldest first."""
     params = {
         "of_repository": repository_id,
         "branch": branch,
         "head_position": head_position,
-        "by_push_id": push_id,
         "keep_build_id": keep_build_id,
-        "reason": f"Superseded by {sha[:SHORT_SHA_LENGTH]}",
-        "now": utcnow(),
     }
-    cancelled = sorted(session.connection().execute(_CANCEL_SUPERSEDED, params).scalars())
-    for build_id in cancelled:
-        forget_loaded(session, build_id)
-        record_status(session, build_id)
-        announce_build_change(session, build_id)
-    return cancelled
+    return lifecycle.cancel_superseded(
+        session, _SUPERSEDED_CANDIDATES, params, push_id=push_id, sha=sha
+    )
 
 
 def _superseded_candidates_query() -> Any:
@@ -378,21 +293,7 @@ def _superseded_candidates_query() -> Any:
     )
 
 
-def _cancel_superseded_statement() -> Any:
-    builds: Table = Build.__table__  # type: ignore[assignment]
-    leavable = sorted(status.value for status in sources_of(BuildStatus.CANCELLED))
-    candidates = _superseded_candidates_query().where(Build.id != bindparam("keep_build_id"))
-    return (
-        update(builds)
-        .where(builds.c.id.in_(candidates.scalar_subquery()), builds.c.status.in_(leavable))
-        .values(
-            status=BuildStatus.CANCELLED.value,
-            cancel_reason=bindparam("reason", type_=builds.c.cancel_reason.type),
-            superseded_by_push_id=bindparam("by_push_id", type_=builds.c.id.type),
-            finished_at=bindparam("now", type_=builds.c.finished_at.type),
-        )
-        .returning(builds.c.id)
-    )
-
-
-_CANCEL_SUPERSEDED = _cancel_superseded_statement()
+# Built once: the lifecycle caches its UPDATE per candidates statement.
+_SUPERSEDED_CANDIDATES = _superseded_candidates_query().where(
+    Build.id != bindparam("keep_build_id")
+)

@@ -15,7 +15,13 @@ from app.api.params import MAX_ATTEMPT, MAX_OFFSET, BuildId, Moment
 from app.api.responses import errors
 from app.builds import logs, service, stream
 from app.builds.queries import BuildFilters
-from app.builds.schemas import BuildDetail, BuildSummary, LatestGreen, LogPage
+from app.builds.schemas import (
+    BuildDetail,
+    BuildSummary,
+    LatestGreen,
+    LogPage,
+    RedispatchResult,
+)
 from app.db import get_session_factory
 from app.errors import BadRequest, ErrorCode
 from app.models import BuildStatus
@@ -73,6 +79,17 @@ def list_builds(
     before_id = int(decode_cursor(cursor, int)) if cursor else None
     items = service.list_builds(session, filters, before_id=before_id, limit=size + 1)
     return page_of(items, size, lambda build: build.id)
+
+
+# Before the /builds/{build_id} routes, so that `redispatch` is never read as a build id.
+@router.post("/builds/redispatch")
+def redispatch_lost_builds(
+    session: DbSession, settings: AppSettings, _token: WriteToken
+) -> RedispatchResult:
+    """Sends again, now, the jobs of builds queued for longer than
+    `CARTRIDGE_QUEUED_JOB_TIMEOUT_SECONDS` whose job the broker no longer holds (the periodic
+    job does the same every `CARTRIDGE_REDISPATCH_INTERVAL_SECONDS`)."""
+    return RedispatchResult(build_ids=service.redispatch_lost(session, settings))
 
 
 @router.get("/builds/{build_id}", responses=errors(ErrorCode.BUILD_NOT_FOUND))

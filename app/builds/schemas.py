@@ -115,6 +115,8 @@ class BuildDetail(BuildSummary):
     cancel_reason: str | None
     superseded_by: SupersededBy | None
     heartbeat_at: datetime | None
+    # Set while a running build's image waits for the replica quorum (no worker holds it).
+    quorum_deadline_at: datetime | None = None
     pushes: list[PushOut]
     image: ImageOut | None
 
@@ -145,3 +147,9 @@ class LatestGreen(BaseModel):
     image: LatestGreenImage | None
     roles: dict[str, str]
     stop_signals: dict[str, str]
+
+
+class RedispatchResult(BaseModel):
+    """The queued builds whose lost job was sent again."""
+
+    build_ids: list[int]

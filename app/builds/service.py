@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.broker import BUILD_TASK
-from app.builds import logs, queries
-from app.builds.queueing import start_new_attempt
+from app.builds import lifecycle, logs, queries, redispatch
+from app.builds.lifecycle import CANCELLABLE, RETRYABLE
 from app.builds.schemas import (
     BuildDetail,
     BuildSummary,
@@ -19,18 +18,13 @@ from app.builds.schemas import (
     PushOut,
     SupersededBy,
 )
-from app.builds.transitions import transition
 from app.config import Settings
 from app.errors import BadRequest, ErrorCode, InvalidTransition, NotFound
 from app.images.references import pull_reference
 from app.images.roles import role_commands, role_stop_signals
 from app.models import Build, BuildStatus, Push
 from app.models.base import utcnow
-from app.outbox.service import enqueue
 from app.repos import service as repos
-
-RETRYABLE = frozenset({BuildStatus.FAILED, BuildStatus.ERRORED, BuildStatus.CANCELLED})
-CANCELLABLE = frozenset({BuildStatus.QUEUED, BuildStatus.RUNNING})
 
 
 def get(session: Session, build_id: int) -> Build:
@@ -67,30 +61,43 @@ def detail(session: Session, build: Build, settings: Settings) -> BuildDetail:
         cancel_reason=build.cancel_reason,
         superseded_by=superseded_by,
         heartbeat_at=build.heartbeat_at,
+        quorum_deadline_at=build.quorum_deadline_at,
         pushes=[PushOut.of(push) for push in pushes],
         image=ImageOut.of(image, settings.proxy_host) if image else None,
     )
 
 
 def retry(session: Session, build: Build, settings: Settings) -> Build:
-    """A new attempt of a failed, errored or cancelled build, queued for a worker."""
-    if not start_new_attempt(session, build.id, attempt=build.attempt, expected=RETRYABLE):
+    """A new attempt of a failed, errored or cancelled build, queued for a worker. A build that
+    has been queued for longer than `queued_job_timeout_seconds` has its job sent again (the
+    broker may have lost it)."""
+    if build.status == BuildStatus.QUEUED:
+        now = utcnow()
+        waited = (now - redispatch.waiting_since(build)).total_seconds()
+        bound = settings.queued_job_timeout_seconds
+        if waited < bound:
+            raise InvalidTransition(
+                f"Build {build.id} has been queued for {waited:.0f}s; a queued build's job can "
+                f"be sent again once it has waited {bound:.0f}s.",
+                build_id=build.id,
+                status=build.status,
+            )
+        if lifecycle.redispatch(session, build.id, attempt=build.attempt, at=now):
+            session.refresh(build)
+            return build
+    if not lifecycle.retry(session, build.id, attempt=build.attempt):
         raise _refused(session, build, "retried", RETRYABLE)
     session.refresh(build)
-    enqueue(session, BUILD_TASK, [build.id], queue=settings.build_queue)
     return build
 
 
+def redispatch_lost(session: Session, settings: Settings) -> list[int]:
+    """Sends again, now, the jobs of overdue queued builds that the broker lost."""
+    return redispatch.redispatch_lost(session, settings)
+
+
 def cancel(session: Session, build: Build, cancelled_by: str) -> Build:
-    moved = transition(
-        session,
-        build.id,
-        BuildStatus.CANCELLED,
-        expected=CANCELLABLE,
-        cancel_reason=f"Cancelled by {cancelled_by}"[:500],
-        finished_at=utcnow(),
-    )
-    if not moved:
+    if not lifecycle.cancel(session, build.id, reason=f"Cancelled by {cancelled_by}"):
         raise _refused(session, build, "cancelled", CANCELLABLE)
     return build
 

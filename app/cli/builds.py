@@ -148,6 +148,18 @@ def builds_retry(api: ApiClient, as_json: bool, build_id: int) -> None:
     click.echo(f"build {build['id']} {build['status']} (attempt {build['attempt']})")
 
 
+@builds.command("redispatch")
+@api_command
+def builds_redispatch(api: ApiClient, as_json: bool) -> None:
+    """Send again the jobs of long-queued builds that the broker lost (after a Redis restart)."""
+    result = api.post("/builds/redispatch")
+    if as_json:
+        print_json(result)
+        return
+    ids = result["build_ids"]
+    click.echo(f"dispatched again: {', '.join(map(str, ids))}" if ids else "no lost build job")
+
+
 @builds.command("cancel")
 @click.argument("build_id", type=int)
 @api_command

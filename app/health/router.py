@@ -8,7 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import AppSettings
 from app.api.responses import errors
-from app.db import get_engine
+from app.engine import get_engine
 from app.errors import ErrorCode, ServiceUnavailable
 
 router = APIRouter(tags=["health"])

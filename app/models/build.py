@@ -82,6 +82,12 @@ class Build(Base):
     superseded_by_push_id: Mapped[int | None] = mapped_column(
         ForeignKey("pushes.id", ondelete="SET NULL", use_alter=True), default=None
     )
+    # A queued build whose job the broker lost (a restart of Redis) is sent again.
+    redispatched_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    redispatches: Mapped[int] = mapped_column(Integer, default=0)
+    # A running build whose image is pushed but not yet on enough replicas waits until then for
+    # the repair job to complete the quorum; no worker holds it meanwhile.
+    quorum_deadline_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

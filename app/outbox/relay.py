@@ -5,6 +5,9 @@ broker is down the thread backs off and the periodic sweep (`relay_pending`) cat
 Messages are published at once; marking them dispatched waits up to `MARK_DELAY_SECONDS`, so that
 under load one UPDATE marks dozens. A message sent but not yet marked when the process dies is
 sent again by the sweep, which tasks tolerate.
+
+The relay's own sessions only mark rows dispatched: they are plain sessions on the engine, with
+none of the unit of work's commit effects (`app.db`), which would only hand messages back here.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from app.config import get_settings
-from app.db import get_session_factory
+from app.engine import get_engine
 from app.outbox.service import CommittedMessage, record_sent, relay_pending, send
 
 log = logging.getLogger(__name__)
@@ -113,18 +118,18 @@ class OutboxRelay:
             self._broker_down_until = (
                 time.monotonic() + get_settings().outbox_relay_interval_seconds
             )
-            with get_session_factory()() as session:
+            with Session(get_engine()) as session:
                 record_sent(session, [], failure)
                 session.commit()
 
     def _mark(self) -> None:
         unmarked, self._unmarked = self._unmarked, []
-        with get_session_factory()() as session:
+        with Session(get_engine()) as session:
             record_sent(session, unmarked, None)
             session.commit()
 
     def _sweep(self, grace: timedelta) -> None:
-        with get_session_factory()() as session:
+        with Session(get_engine()) as session:
             relay_pending(session, self.publisher, older_than=grace)
 
 

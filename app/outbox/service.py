@@ -1,7 +1,8 @@
 """The transactional outbox: jobs are rows first, broker messages after the commit.
 
-`enqueue` writes a row in the caller's transaction. When that transaction commits, the messages
-are handed to the relay, which publishes them and marks them dispatched. Rows the relay could not
+`enqueue` writes a row in the caller's transaction and remembers it in the session. When that
+transaction commits, the unit of work (`app.db`) takes the messages (`take_committed`) and hands
+them to the relay, which publishes them and marks them dispatched. Rows the relay could not
 publish (broker down, process died) are picked up again by `relay_pending`, run periodically.
 Tasks are idempotent, so a message published twice does no harm.
 """
@@ -16,7 +17,7 @@ from functools import cache
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import Integer, Row, Select, Table, bindparam, event, insert, select, update
+from sqlalchemy import Integer, Row, Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.models import OutboxMessage
@@ -51,17 +52,15 @@ def enqueue(
     return message_id
 
 
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    messages = session.info.pop(_PENDING_KEY, None)
-    if messages:
-        from app.outbox.relay import get_relay
-
-        get_relay().notify(messages)
+def take_committed(session: Session) -> list[CommittedMessage]:
+    """The messages enqueued in the session's transaction that just committed, forgotten by the
+    session as they are returned."""
+    messages: list[CommittedMessage] = session.info.pop(_PENDING_KEY, [])
+    return messages
 
 
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
+def forget_uncommitted(session: Session) -> None:
+    """Forgets the messages of a transaction that rolled back: their rows are gone too."""
     session.info.pop(_PENDING_KEY, None)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import insert_for
+from app.engine import insert_for
 from app.models import (
     Build,
     HookRedelivery,

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.db import insert_for
+from app.engine import insert_for
 from app.models import Image, ImageReplica, ProxyHost, Registry, ReplicaState
 from app.models.base import utcnow
 

@@ -46,7 +46,7 @@ def check_registries(session: DbSession, _token: WriteToken) -> RegistryList:
     """Probes every replica now (`GET /v2/`), records the result, and lists the replicas as
     `GET /registries` does; the periodic health check does the same every
     `CARTRIDGE_REGISTRY_HEALTH_INTERVAL_SECONDS`."""
-    service.check_health(session)
+    service.check_health()  # its own transactions, none open while the replicas are probed
     return list_registries(session, _token)
 
 

@@ -9,7 +9,8 @@ import re
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.db import insert_for
+from app.db import session_scope
+from app.engine import insert_for
 from app.errors import BadRequest, Conflict, ErrorCode, NotFound
 from app.models import Registry
 from app.models.base import utcnow
@@ -165,15 +166,16 @@ def ensure_default_registry(session: Session) -> None:
     session.flush()
 
 
-def check_health(session: Session) -> dict[str, str | None]:
-    """Probes every replica (`GET /v2/`) and records the result. Returns name -> error or None."""
-    settings = get_settings()
-    registries = queries.list_registries(session)
-    errors = asyncio.run(
-        probe({r.url for r in registries}, timeout=settings.registry_connect_timeout_seconds)
-    )
+def check_health() -> dict[str, str | None]:
+    """Probes every replica (`GET /v2/`) and records the result. Returns name -> error or None.
+    Its own units of work: the replicas are read in one and the results recorded in another, so
+    no transaction stays open while they are probed."""
+    with session_scope() as session:
+        replicas = [(r.id, r.name, r.url) for r in queries.list_registries(session)]
+    timeout = get_settings().registry_connect_timeout_seconds
+    errors = asyncio.run(probe({url for _, _, url in replicas}, timeout=timeout))
     now = utcnow()
-    for registry in registries:
-        queries.record_health(session, registry.id, errors[registry.url], now)
-    session.expire_all()
-    return {r.name: errors[r.url] for r in registries}
+    with session_scope() as session:
+        for registry_id, _, url in replicas:
+            queries.record_health(session, registry_id, errors[url], now)
+    return {name: errors[url] for _, name, url in replicas}

@@ -56,6 +56,8 @@ def describe(session: Session, build: Build) -> tuple[str, str]:
 def _description(session: Session, build: Build, status: BuildStatus) -> str:
     if status is BuildStatus.QUEUED:
         return "Queued" if build.attempt <= 1 else f"Queued (attempt {build.attempt})"
+    if status is BuildStatus.RUNNING and build.quorum_deadline_at is not None:
+        return "Built; waiting for the image to reach enough registry replicas"
     if status is BuildStatus.RUNNING:
         return f"Building on {build.build_host}" if build.build_host else "Building"
     if status is BuildStatus.SUCCEEDED:

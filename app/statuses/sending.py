@@ -7,7 +7,11 @@ the conditional UPDATE of the build row, which holds that row's lock until commi
 
 The HTTP request is made while the build's queued posts are locked (SELECT .. FOR UPDATE), so a
 concurrent send of the same build waits instead of overtaking it. Other builds, the API and
-the build's own transitions are not blocked: transitions only insert new posts.
+the build's own transitions are not blocked: transitions only insert new posts. This is the one
+transaction that stays open across a network call, bounded by `github_timeout_seconds`: a claim
+(a conditional UPDATE marking the post as being sent, with an expiry) would free the transaction,
+but a concurrent send would then have to give up and be scheduled again instead of waiting its
+turn and sending, which is what keeps a build's statuses in order without a retry's delay.
 """
 
 from __future__ import annotations
@@ -53,17 +57,26 @@ def send_newest(
     if not posts:
         return SendResult.NOTHING
     *older, newest = posts
+    # The waits are read before the older posts are skipped: a post that replaces one waiting
+    # out a backoff or a rate limit waits as long (skipping clears the older post's retry time,
+    # and a skipped post no longer holds back the other builds).
+    now = utcnow()
+    pause = queries.rate_limit_pause(session, now)
+    holding = max(
+        (p for p in older if p.next_try_at is not None and p.next_try_at > now),
+        key=lambda p: p.next_try_at or now,
+        default=None,
+    )
+    scheduled = newest.next_try_at
+    if holding is not None:
+        _inherit_wait(newest, holding)
     for post in older:
         _skip(post, f"superseded by status post {newest.id}")
 
-    now = utcnow()
-    waits = [p.next_try_at for p in posts if p.next_try_at is not None]
-    pause = queries.rate_limit_pause(session, now)
-    if pause is not None:
-        waits.append(pause)
+    waits = [p for p in (pause, newest.next_try_at) if p is not None]
     wait_until = max(waits, default=None)
     if wait_until is not None and wait_until > now:
-        if newest.next_try_at is None or newest.next_try_at < wait_until:
+        if scheduled is None or scheduled < wait_until:
             newest.next_try_at = wait_until
             enqueue_send(session, build_id, countdown=(wait_until - now).total_seconds())
         return SendResult.DEFERRED
@@ -73,6 +86,18 @@ def send_newest(
         _skip(newest, redundant)
         return SendResult.SKIPPED
     return _send(session, newest, connect)
+
+
+def _inherit_wait(newest: StatusPost, older: StatusPost) -> None:
+    """The newest post takes over the wait of the older one it replaces; a rate limit's answer
+    code comes along, so that every build still sees the installation-wide pause."""
+    if newest.next_try_at is None or (
+        older.next_try_at is not None and newest.next_try_at < older.next_try_at
+    ):
+        newest.next_try_at = older.next_try_at
+        if older.response_code in queries.RATE_LIMIT_CODES:
+            newest.response_code = older.response_code
+            newest.last_error = older.last_error
 
 
 def _why_redundant(post: StatusPost, last: StatusPost | None) -> str | None:

@@ -1,7 +1,8 @@
 """Recording the commit statuses a build owes GitHub, in the transaction that changed the build.
 
 `record_status` notes the build; when the transaction commits, the status for the build's state
-at that moment is inserted just before the commit (a `before_commit` hook). Recording at commit
+at that moment is inserted just before the commit (`record_owed_statuses`, called by the unit of
+work in `app.db`). Recording at commit
 rather than at the call means that what the same transaction changes after the transition (the
 next attempt number of a retry, an error message) is part of the status, and that several moves
 in one transaction owe GitHub only the last one. Post ids still follow the order of a build's
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -38,8 +38,9 @@ def record_status(session: Session, build: Build | int) -> None:
         session.info.setdefault(_OWED_KEY, {})[build_id] = None
 
 
-@event.listens_for(Session, "before_commit")
-def _record_owed_statuses(session: Session) -> None:
+def record_owed_statuses(session: Session) -> None:
+    """Inserts the status owed by each build noted by `record_status` in this transaction, and
+    enqueues sending it. Called just before the transaction commits."""
     build_ids = session.info.pop(_OWED_KEY, None)
     if not build_ids:
         return
@@ -51,8 +52,8 @@ def _record_owed_statuses(session: Session) -> None:
             _record(session, build)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_owed_statuses(session: Session) -> None:
+def forget_owed_statuses(session: Session) -> None:
+    """Forgets the builds noted in a transaction that rolled back."""
     session.info.pop(_OWED_KEY, None)
 
 

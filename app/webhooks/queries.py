@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert, insert_for
+from app.engine import dialect_insert, insert_for
 from app.models import Push, Repository, WebhookDelivery
 from app.repos.queries import find_by_full_name
 from app.repos.schemas import default_image_name

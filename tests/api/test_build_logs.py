@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.builds import logs
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.db import session_scope
 from app.models import BuildStatus
 from tests.support.factories import MakeBuild, MakeRepository

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from app.builds import logs
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.db import get_session_factory, session_scope
 from app.events import stream
 from app.events.announce import announce_build_change

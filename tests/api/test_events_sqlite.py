@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app import migrate
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.db import get_session_factory, reset_caches, session_scope
 from app.main import create_app
 from app.models import Build, BuildStatus, Image, Push, Repository

@@ -11,14 +11,14 @@ from sqlalchemy.orm import Session
 
 from app.broker import BUILD_TASK
 from app.builds import logs
-from app.builds.transitions import transition
+from app.builds.leases import hand_back, reap_expired_leases
+from app.builds.lifecycle import transition
 from app.config import get_settings
 from app.models import Build, BuildStatus, OutboxMessage, Repository
 from app.models.base import utcnow
 from tests.builds.helpers import reload, wait_for
 from workers.pipeline.control import BuildControl, Supervisor
 from workers.pipeline.image_build import docker_api
-from workers.pipeline.leases import hand_back, reap_expired_leases
 from workers.pipeline.outcomes import BuildCancelled, BuildErrored, BuildHandedBack
 
 MakeBuild = Callable[[Repository, str], Build]

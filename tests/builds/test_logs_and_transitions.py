@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.builds import logs
-from app.builds.transitions import transition
+from app.builds.lifecycle import requeue, transition
 from app.models import Build, BuildStatus, Repository
 
 
@@ -48,24 +48,18 @@ def test_transition_works_alike_on_loaded_and_unloaded_builds(
 
     for build_id in (loaded.id, unloaded_id):
         assert transition(session, build_id, BuildStatus.RUNNING, build_host="host-2")
-        assert transition(
-            session,
-            build_id,
-            BuildStatus.QUEUED,
-            attempt=1,
-            next_attempt=2,
-            lease_retries=Build.lease_retries + 1,  # an expression, not a value
-        )
+        assert requeue(session, build_id, 1, note="worker lost", lease_retries=1)
         assert not transition(session, build_id, BuildStatus.RUNNING, attempt=1)
-    # The loaded object was refreshed by the move, without a reload.
+    # The loaded object shows the move.
     assert (loaded.status, loaded.attempt, loaded.lease_retries) == ("queued", 2, 1)
-    assert loaded.build_host == "host-2"
+    assert loaded.build_host is None
     session.commit()
     session.expunge_all()
     unloaded = session.get(Build, unloaded_id)
     assert unloaded is not None
     assert (unloaded.status, unloaded.attempt, unloaded.lease_retries) == ("queued", 2, 1)
-    assert unloaded.build_host == "host-2"
+    assert unloaded.build_host is None
+    assert "worker lost; queued again as attempt 2" in logs.read(session, unloaded_id, 1).content
 
 
 def test_log_reads_from_any_offset_across_chunks(session: Session, make_repository) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.broker import BUILD_TASK
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.config import get_settings
 from app.models import Build, BuildStatus, Image, Repository
 from app.models.base import utcnow

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 
 from app.builds import logs
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.cli.errors import EXIT_UNREACHABLE
 from app.cli.main import cli
 from app.db import session_scope

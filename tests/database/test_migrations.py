@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from app import migrate
-from app.db import build_engine
+from app.engine import build_engine
 from app.models import Base
 from tests.conftest import _admin, _database_url
 

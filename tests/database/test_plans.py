@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.db import get_engine
+from app.engine import get_engine
 
 
 def test_connections_plan_each_execution_with_the_current_table_sizes(database_url: str) -> None:

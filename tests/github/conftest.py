@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.config import get_settings
 from app.github.client import get_github_client
 from app.models import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus, Push

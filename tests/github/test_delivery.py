@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.cli.main import cli
 from app.db import session_scope
 from app.models import Build, BuildStatus, OutboxMessage, StatusPost
@@ -298,3 +298,63 @@ def test_the_api_and_cli_show_the_history(
         unknown = CliRunner().invoke(cli, ["builds", "statuses", "999999"], env=env)
         assert unknown.exit_code == 1
         assert "build_not_found" in unknown.output
+
+
+def test_a_status_that_replaces_one_waiting_out_a_backoff_waits_as_long(
+    session: Session, fake_github: FakeGitHub, database_url: str, make_build_with_status
+) -> None:  # type: ignore[no-untyped-def]
+    slow = {"CARTRIDGE_GITHUB_STATUS_RETRY_BASE_SECONDS": "30"}
+    with github_env(fake_github, **slow, CARTRIDGE_GITHUB_STATUS_RETRY_MAX_SECONDS="60"):
+        _a_status_that_replaces_one_waiting_out_a_backoff_waits_as_long(
+            session, fake_github, make_build_with_status
+        )
+
+
+def _a_status_that_replaces_one_waiting_out_a_backoff_waits_as_long(
+    session: Session, github: FakeGitHub, make_build_with_status
+) -> None:  # type: ignore[no-untyped-def]
+    build = make_build_with_status()
+    github.fail_next(500)
+    assert _deliver(build.id) is SendResult.RETRY
+    [queued] = _posts(session, build)
+    assert queued.next_try_at is not None
+    retry_at = queued.next_try_at
+
+    # The build moves on while "Queued" waits for its retry.
+    transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
+    session.commit()
+    assert _deliver(build.id) is SendResult.DEFERRED
+    assert len(github.requests) == 1
+    skipped, running = _posts(session, build)
+    assert (skipped.send_state, running.send_state) == ("skipped", "queued")
+    assert running.next_try_at == retry_at
+
+    session.execute(update(StatusPost).values(next_try_at=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    assert _deliver(build.id) is SendResult.SENT
+    assert _seen(github) == [("pending", "Building on host-1")]
+
+
+def test_a_status_that_replaces_one_under_a_rate_limit_waits_for_the_reset_and_so_do_others(
+    session: Session, github: FakeGitHub, make_build_with_status
+) -> None:  # type: ignore[no-untyped-def]
+    build, other = make_build_with_status(), make_build_with_status()
+    github.secondary_rate_limit_next(retry_after=30)
+    assert _deliver(build.id) is SendResult.RETRY
+    [limited] = _posts(session, build)
+    reset_at = limited.next_try_at
+    assert reset_at is not None
+    assert limited.response_code == 429
+
+    transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
+    session.commit()
+    started = utcnow()
+    assert _deliver(build.id) is SendResult.DEFERRED
+    skipped, running = _posts(session, build)
+    assert (skipped.send_state, running.send_state) == ("skipped", "queued")
+    assert running.next_try_at == reset_at
+    assert reset_at >= started + timedelta(seconds=28)
+    assert running.response_code == 429  # why it waits, shown in its history
+    # The pause is the installation's: a build that has never been limited waits for it too.
+    assert _deliver(other.id) is SendResult.DEFERRED
+    assert len(github.requests) == 1

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.config import get_settings
 from app.models import Build, BuildStatus, OutboxMessage, StatusPost
 from app.models.base import utcnow

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.models import BuildStatus
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.fake_github import FakeGitHub

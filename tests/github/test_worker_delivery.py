@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.broker import get_celery
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.config import get_settings
 from app.db import session_scope
 from app.models import Build, BuildStatus, StatusPost

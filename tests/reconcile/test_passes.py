@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.models import (
     BuildStatus,
     KnownBranchHead,

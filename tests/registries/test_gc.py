@@ -64,7 +64,7 @@ def test_gc_reclaims_a_replica_while_pulls_through_the_proxy_keep_working(
     def record() -> Image:
         pushed = push_image(r1.host, repository_path, layers=2, layer_bytes=512 * 1024)
         image = record_image(pushed, repository=repository, branch="main", age=timedelta(days=60))
-        assert replicate_image(session, image.id).quorum_met
+        assert replicate_image(image.id).quorum_met
         session.commit()
         return image
 

@@ -92,7 +92,7 @@ def test_a_replica_down_during_a_push_is_repaired_when_it_is_back(
 ) -> None:
     image = record_image(push_image(cluster[0].host, repository_path))
     cluster[2].stop()
-    assert not replicate_image(session, image.id).quorum_met
+    assert not replicate_image(image.id).quorum_met
     session.commit()
 
     tasks.check_replicas()  # r3 is still down: recorded unhealthy, nothing to repair from there yet
@@ -130,7 +130,7 @@ def test_overlapping_repairs_of_one_replica_do_nothing_twice(
 ) -> None:
     image = record_image(push_image(cluster[0].host, repository_path))
     cluster[2].stop()
-    replicate_image(session, image.id)
+    replicate_image(image.id)
     session.commit()
     cluster[2].start()
     assert claim_repair(session, replicas[2].id, utcnow() + timedelta(minutes=5))

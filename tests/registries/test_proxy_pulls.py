@@ -69,7 +69,7 @@ def pushed(
 ) -> PushedImage:
     """An image on every replica."""
     image = push_image(cluster[0].host, repository_path, layers=3, layer_bytes=1 << 20)
-    assert replicate_image(session, record_image(image).id).quorum_met
+    assert replicate_image(record_image(image).id).quorum_met
     session.commit()
     return image
 
@@ -150,7 +150,7 @@ def test_pulls_survive_a_stopped_replica_and_one_that_missed_the_push(
 ) -> None:
     image = push_image(cluster[0].host, repository_path, layers=3)
     cluster[2].stop()
-    assert not replicate_image(session, record_image(image).id).quorum_met
+    assert not replicate_image(record_image(image).id).quorum_met
     session.commit()
     cluster[2].start()  # back, but without the image
     proxy = start_proxy()

@@ -44,7 +44,7 @@ def test_an_image_pushed_once_is_copied_to_every_replica_and_verified(
     pushed = push_image(cluster[0].host, repository_path)
     image = record_image(pushed)
 
-    result = replicate_image(session, image.id)
+    result = replicate_image(image.id)
     session.commit()
 
     assert result.quorum_met
@@ -76,14 +76,14 @@ def test_replicating_again_only_verifies(
     record_image: Callable[[PushedImage], Image],
 ) -> None:
     image = record_image(push_image(cluster[0].host, repository_path))
-    replicate_image(session, image.id)
+    replicate_image(image.id)
     session.commit()
     uploads_before = [
         sum(1 for method, _, _ in r.requests() if method in ("POST", "PUT", "PATCH"))
         for r in cluster.replicas
     ]
 
-    result = replicate_image(session, image.id)
+    result = replicate_image(image.id)
 
     assert result.quorum_met
     assert all(o.blobs_copied == 0 for o in result.outcomes)
@@ -102,7 +102,7 @@ def test_blobs_of_another_repository_are_mounted_not_sent_again(
     record_image: Callable[[PushedImage], Image],
 ) -> None:
     first = record_image(push_image(cluster[0].host, repository_path + "-a"))
-    replicate_image(session, first.id)
+    replicate_image(first.id)
     session.commit()
     # A second repository built on the same base image shares its base layers.
     second_pushed = push_image(cluster[0].host, repository_path + "-b")
@@ -110,7 +110,7 @@ def test_blobs_of_another_repository_are_mounted_not_sent_again(
     assert shared
     second = record_image(second_pushed)
 
-    result = replicate_image(session, second.id)
+    result = replicate_image(second.id)
 
     assert result.quorum_met
     for outcome in result.outcomes[1:]:
@@ -129,7 +129,7 @@ def test_a_replica_down_during_the_push_breaks_the_quorum_unless_it_allows_for_i
     image = record_image(push_image(cluster[0].host, repository_path))
     cluster[2].stop()
 
-    result = replicate_image(session, image.id)
+    result = replicate_image(image.id)
     session.commit()
 
     assert not result.quorum_met  # every replica is required by default
@@ -166,7 +166,7 @@ def test_a_replica_that_refuses_uploads_fails_alone(
     cluster[2].read_only = True
     cluster[2].start()
 
-    result = replicate_image(session, image.id)
+    result = replicate_image(image.id)
 
     assert result.verified_on == ["r1", "r2"]
     refused = result.outcomes[2]
@@ -194,7 +194,7 @@ def test_an_image_the_source_does_not_have_is_verified_nowhere(
     )
     image = record_image(elsewhere)
 
-    result = replicate_image(session, image.id)
+    result = replicate_image(image.id)
 
     assert not result.quorum_met
     assert result.verified_on == []
@@ -245,7 +245,7 @@ def test_an_index_is_copied_with_the_manifests_it_lists(
         )
     )
 
-    result = replicate_image(session, image.id)
+    result = replicate_image(image.id)
 
     assert result.quorum_met
     for replica in cluster.replicas[1:]:
@@ -268,7 +268,7 @@ def test_without_configured_replicas_the_push_registry_is_the_one_replica(
     configure(registry_url=cluster[0].host)
     image = record_image(push_image(cluster[0].host, repository_path))
 
-    result = replicate_image(session, image.id)
+    result = replicate_image(image.id)
     session.commit()
 
     assert result.quorum_met

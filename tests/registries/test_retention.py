@@ -85,7 +85,7 @@ def test_prune_deletes_by_digest_on_every_replica_and_keeps_what_a_rule_keeps(
             branch="main",
             age=timedelta(days=60),
         )
-        assert replicate_image(session, image.id).quorum_met
+        assert replicate_image(image.id).quorum_met
         session.commit()
         images.append(image)
     oldest, pinned, pulled, newest = images

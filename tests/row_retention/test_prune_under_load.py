@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from app import migrate
-from app.db import build_engine
+from app.engine import build_engine
 from app.row_retention.service import RetentionPolicy, prune
 from tests.conftest import REDIS_URL, _admin, _database_url
 from tests.support.github import webhook_headers

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import create_token
 from app.broker import get_celery
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.config import get_settings
 from app.db import session_scope
 from app.events.announce import announce_build_change

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.models import Build, BuildStatus, KnownBranchHead, Push, Repository
 from tests.support.github import ZERO_SHA, push_payload
 from tests.webhooks.conftest import Deliver

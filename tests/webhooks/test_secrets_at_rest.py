@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from app import migrate
 from app.cli.main import cli
 from app.config import ConfigurationError, Settings, get_settings
-from app.db import build_engine
 from app.encryption import SecretBox, UndecryptableSecret, keys_of
+from app.engine import build_engine
 from tests.conftest import ADMIN_DSN, TEST_DATABASE, _admin, _database_url
 from tests.support.github import push_payload
 from tests.webhooks.conftest import Deliver

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.builds.transitions import transition
+from app.builds.lifecycle import transition
 from app.models import Build, BuildStatus
 from tests.support.github import push_payload
 from tests.webhooks.conftest import Deliver

@@ -12,14 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
 
 import docker
-from sqlalchemy import select, update
 
+from app.builds import leases
 from app.db import get_session_factory
-from app.models import Build, BuildStatus
-from app.models.base import utcnow
+from app.models import BuildStatus
 from workers.pipeline.outcomes import (
     BuildCancelled,
     BuildErrored,
@@ -97,7 +95,7 @@ class Supervisor:
         self._build_id = build_id
         self._attempt = attempt
         self._interval = heartbeat_seconds
-        self._lease = timedelta(seconds=lease_seconds)
+        self._lease_seconds = lease_seconds
         self._timeout_seconds = timeout_seconds
         self._stopped = threading.Event()
         self._thread = threading.Thread(
@@ -125,28 +123,20 @@ class Supervisor:
                 log.exception("build %s: heartbeat failed", self._build_id)
 
     def beat(self) -> None:
-        now = utcnow()
         with get_session_factory()() as session:
-            renewed = session.execute(
-                update(Build)
-                .where(
-                    Build.id == self._build_id,
-                    Build.attempt == self._attempt,
-                    Build.status == BuildStatus.RUNNING.value,
-                )
-                .values(heartbeat_at=now, lease_expires_at=now + self._lease)
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
+            renewed = leases.renew(
+                session, self._build_id, self._attempt, lease_seconds=self._lease_seconds
+            )
             session.commit()
             if renewed:
                 return
-            row = session.execute(
-                select(Build.status, Build.attempt, Build.cancel_reason).where(
-                    Build.id == self._build_id
-                )
-            ).one_or_none()
-        if row is not None and row.attempt == self._attempt and row.status == BuildStatus.CANCELLED:
-            self._control.abort(BuildCancelled(f"cancelled: {row.cancel_reason or 'by request'}"))
+            owner = leases.ownership(session, self._build_id)
+        if (
+            owner is not None
+            and owner.attempt == self._attempt
+            and owner.status == BuildStatus.CANCELLED
+        ):
+            self._control.abort(BuildCancelled(f"cancelled: {owner.cancel_reason or 'by request'}"))
         else:
             self._control.abort(
                 BuildHandedBack("this attempt no longer owns the build; stopping without a result")
