@@ -20,6 +20,7 @@ from app.images.router import router as images_router
 from app.registries.declared import sync_declared
 from app.registries.router import proxies_router
 from app.registries.router import router as registries_router
+from app.registry_auth.router import router as registry_auth_router
 from app.repos.router import router as repos_router
 from app.statuses.router import router as github_router
 from app.webhooks.router import router as webhooks_router
@@ -40,6 +41,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
+    app.include_router(registry_auth_router)
     routers = (repos_router, builds_router, images_router, registries_router, proxies_router)
     for router in (*routers, tokens_router):
         app.include_router(router, prefix=API_PREFIX)

@@ -18,6 +18,7 @@ from app.registries import queries, service
 from app.registries.gc import collect_garbage, leave_maintenance
 from app.registries.proxy import proxy_config
 from app.registries.proxy_supervisor import ProxySupervisor
+from app.registry_auth.replica_config import distribution_auth_section
 
 
 def _fail(error: CartridgeError) -> NoReturn:
@@ -213,3 +214,14 @@ def proxy_serve(once: bool) -> None:
 
 def _role(required: bool) -> str:
     return "required" if required else "optional"
+
+
+@registry.command("auth-config")
+def registry_auth_config() -> None:
+    """Prints the `auth:` section of a replica's config.yml for CARTRIDGE_REGISTRY_AUTH=token
+    (generating the development key and certificate if there are none yet)."""
+    settings = get_settings()
+    if not settings.registry_auth_enabled:
+        click.echo("registry auth is off: set CARTRIDGE_REGISTRY_AUTH=token first", err=True)
+        sys.exit(1)
+    click.echo(distribution_auth_section(settings), nl=False)

@@ -1,0 +1,51 @@
+"""The token endpoint of Distribution's token auth (`docker login`, skopeo, the Docker engine)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+
+from app.api.deps import DbSession
+from app.config import get_settings
+from app.errors import Unauthorized
+from app.registry_auth import service
+
+router = APIRouter(prefix="/auth", tags=["registry auth"])
+
+
+@router.get(
+    "/token",
+    responses={
+        400: {"description": "`unknown_service` or `invalid_scope`"},
+        401: {"description": "`credentials_required`, `invalid_token`, `token_expired`"},
+        404: {"description": "`registry_auth_off`: CARTRIDGE_REGISTRY_AUTH is none"},
+    },
+)
+def registry_token(
+    session: DbSession,
+    service_name: Annotated[str | None, Query(alias="service")] = None,
+    scope: Annotated[list[str] | None, Query(description="repository:<name>:<actions>")] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """A registry token for the asked repositories, holding the actions the caller may have
+    (fewer than asked is not an error: the registry then refuses what is missing). Basic
+    credentials: any user name, a Cartridge API token as the password."""
+    settings = get_settings()
+    try:
+        issued = service.token_for(
+            session,
+            settings,
+            authorization=authorization,
+            service=service_name,
+            scopes=scope or [],
+        )
+    except Unauthorized as exc:
+        # Clients send credentials only after a challenge.
+        return JSONResponse(
+            exc.to_dict(),
+            status_code=401,
+            headers={"WWW-Authenticate": 'Basic realm="Cartridge registry"'},
+        )
+    return JSONResponse(issued.answer(), headers={"Cache-Control": "no-store"})
