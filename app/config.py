@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     registry_auth_token_seconds: int = Field(default=300, ge=30, le=3600)
     # Pulls without credentials (a token with pull on any repository for anyone who asks).
     registry_auth_anonymous_pull: bool = False
+    # With registry auth on, the pull proxy asks Cartridge about every request (nginx
+    # `auth_request` to this base URL, default public_url) and keeps a yes this long per
+    # credential and repository: a revoked token may pull for up to that long.
+    proxy_auth_url: str | None = None
+    proxy_auth_cache_seconds: int = Field(default=30, ge=0, le=600)
 
     # GitHub commit statuses.
     github_api_url: str = "https://api.github.com"

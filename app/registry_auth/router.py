@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import DbSession
 from app.config import get_settings
@@ -49,3 +49,31 @@ def registry_token(
             headers={"WWW-Authenticate": 'Basic realm="Cartridge registry"'},
         )
     return JSONResponse(issued.answer(), headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/proxy",
+    responses={
+        401: {"description": "with the Bearer challenge: no, bad or insufficient credentials"},
+        404: {"description": "`registry_auth_off`: CARTRIDGE_REGISTRY_AUTH is none"},
+    },
+)
+def proxy_check(
+    session: DbSession,
+    x_original_uri: Annotated[str, Header()] = "/v2/",
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The pull proxy's `auth_request`: 200 with `X-Registry-Token` (a pull token for the
+    request's repository, which nginx forwards to the replica) or 401 with the challenge."""
+    settings = get_settings()
+    if not settings.registry_auth_enabled:
+        raise service.RegistryAuthOff("Registry authentication is off.")
+    try:
+        token = service.check_pull(
+            session, settings, authorization=authorization, original_uri=x_original_uri
+        )
+    except service.PullRefused as exc:
+        return JSONResponse(
+            exc.to_dict(), status_code=401, headers={"WWW-Authenticate": exc.challenge}
+        )
+    return Response(status_code=200, headers={"X-Registry-Token": token})

@@ -1,10 +1,12 @@
-"""`GET /auth/token`: who is asking (an API token, a worker grant or nobody) and what they get."""
+"""`GET /auth/token`: who is asking (an API token, a worker grant or nobody) and what they get;
+`GET /auth/proxy`: whether the pull proxy may serve a request (nginx `auth_request`)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 
+import jwt
 from sqlalchemy.orm import Session
 
 from app.auth.service import authenticate
@@ -12,9 +14,13 @@ from app.config import Settings
 from app.errors import BadRequest, NotFound, Unauthorized
 from app.models import TokenScope
 from app.registry_auth.tokens import (
+    PULL,
+    Access,
     IssuedToken,
     ScopeError,
+    access_for_request,
     allowed_actions,
+    decode,
     grant_access,
     issue,
     parse_scope,
@@ -77,3 +83,88 @@ def token_for(
     token = authenticate(session, password)
     allowed = allowed_actions(TokenScope(token.scope), anonymous_pull=False)
     return issue(settings, f"token:{token.id}", [a.limited_to(allowed) for a in wanted])
+
+
+class PullRefused(Unauthorized):
+    """The proxy's answer to a pull it may not serve, with the challenge clients follow."""
+
+    def __init__(self, message: str, challenge: str, *, code: str = "unauthorized") -> None:
+        super().__init__(message, code=code)
+        self.challenge = challenge
+
+
+def challenge(settings: Settings, repository: str | None, error: str | None = None) -> str:
+    """The `WWW-Authenticate` header that sends a client to the realm for a pull token."""
+    parts = [
+        f'realm="{settings.registry_auth_realm_url}"',
+        f'service="{settings.registry_auth_service}"',
+    ]
+    if repository:
+        parts.append(f'scope="repository:{repository}:pull"')
+    if error:
+        parts.append(f'error="{error}"')
+    return "Bearer " + ",".join(parts)
+
+
+def check_pull(
+    session: Session, settings: Settings, *, authorization: str | None, original_uri: str
+) -> str:
+    """Whether the proxy may serve `original_uri` to the holder of `authorization` (a registry
+    token from the realm, Basic credentials with an API token, or nothing). Returns the pull
+    token the proxy forwards upstream; raises PullRefused."""
+    path = original_uri.split("?", 1)[0]
+    wanted = access_for_request(path)
+    repository = wanted[0].name if wanted else None
+    if not path.startswith("/v2/"):
+        raise PullRefused("Only /v2/ is served.", challenge(settings, None))
+    if authorization and authorization.lower().startswith("bearer "):
+        try:
+            claims = decode(settings, authorization.split(" ", 1)[1].strip())
+        except jwt.PyJWTError as exc:
+            raise PullRefused(
+                f"The registry token is not valid: {exc}",
+                challenge(settings, repository, "invalid_token"),
+                code="invalid_token",
+            ) from exc
+        if repository and not _grants_pull(claims, repository):
+            raise PullRefused(
+                f"The registry token does not allow pulling {repository}.",
+                challenge(settings, repository, "insufficient_scope"),
+                code="insufficient_scope",
+            )
+    else:
+        try:
+            credentials = basic_credentials(authorization)
+        except Unauthorized as exc:
+            raise PullRefused(exc.message, challenge(settings, repository)) from exc
+        if credentials is None:
+            if not settings.registry_auth_anonymous_pull:
+                raise PullRefused(
+                    "Pulls need credentials: `docker login` with an API token.",
+                    challenge(settings, repository),
+                    code="credentials_required",
+                )
+        else:
+            try:
+                token = authenticate(session, credentials[1])
+            except Unauthorized as exc:
+                raise PullRefused(
+                    exc.message, challenge(settings, repository), code=exc.code
+                ) from exc
+            if PULL not in allowed_actions(TokenScope(token.scope), anonymous_pull=False):
+                raise PullRefused("This token may not pull.", challenge(settings, repository))
+    upstream = [Access(repository, (PULL,))] if repository else []
+    return issue(settings, "cartridge-proxy", upstream).token
+
+
+def _grants_pull(claims: dict[str, object], repository: str) -> bool:
+    entries = claims.get("access")
+    if not isinstance(entries, list):
+        return False
+    return any(
+        isinstance(e, dict)
+        and e.get("type") == "repository"
+        and e.get("name") == repository
+        and PULL in (e.get("actions") or ())
+        for e in entries
+    )

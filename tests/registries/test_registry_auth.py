@@ -4,7 +4,9 @@ token, scopes mapped to actions, replication and deletion with Cartridge's in-pr
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 import subprocess
 import uuid
@@ -21,10 +23,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth.service import revoke_token
 from app.config import get_settings
-from app.models import Image, ImageDeletion, Registry, Repository
+from app.models import ApiToken, Image, ImageDeletion, Registry, Repository
 from app.registries.copier import probe
 from app.registries.distribution import DOCKER_MANIFEST, accept_header
+from app.registries.proxy import proxy_config
 from app.registries.replication import replicate_image
 from app.registry_auth.client import registry_client_auth
 from app.registry_auth.keys import signing_key
@@ -32,9 +36,9 @@ from app.registry_auth.replica_config import distribution_auth_section
 from app.registry_auth.tokens import worker_grant
 from app.retention.service import apply
 from tests.support.registry import RunningRegistry
-from tests.support.registry_cluster import PushedImage, build_image
+from tests.support.registry_cluster import NginxProxy, PushedImage, build_image, nginx_proxy
 from tests.support.registry_cluster import docker as docker_cli
-from tests.support.server import serve
+from tests.support.server import free_port, serve
 from workers.pipeline.publish import engine_credentials
 from workers.retention import delete_from_replica
 
@@ -251,6 +255,27 @@ def pushed(registry: str, repository: str, tag: str) -> PushedImage:
     )
 
 
+def push_with_grant(registry: str, repository: str, tag: str | None = None) -> str:
+    """Builds an image and pushes it the way the build worker does (a grant for the engine)."""
+    tag = tag or uuid.uuid4().hex
+    reference = f"{registry}/{repository}"
+    build_image(f"{reference}:{tag}")
+    try:
+        events = list(
+            docker.APIClient().push(
+                reference,
+                tag=tag,
+                stream=True,
+                decode=True,
+                auth_config=engine_credentials(repository),
+            )
+        )
+        assert not [e for e in events if "error" in e], events
+    finally:
+        docker_cli("rmi", "-f", f"{reference}:{tag}")
+    return tag
+
+
 @pytest.mark.e2e
 def test_replicas_refuse_anonymous_pushes_and_honour_token_scopes(
     secured: list[RunningRegistry],
@@ -337,30 +362,13 @@ def test_replication_health_and_deletion_with_auth_on(
     record_image: Callable[..., Image],
     repository_path: str,
 ) -> None:
-    import asyncio
-
     r1, r2 = secured
     configure(registry_url=r1.host, retention_keep_last=1, retention_keep_days=0)
     session.add_all([Registry(name="r1", url=r1.host), Registry(name="r2", url=r2.host)])
     repository = make_repository("octo/app", image_name=repository_path)
-    api = docker.APIClient()
     images = []
     for _ in range(2):
-        tag = uuid.uuid4().hex
-        build_image(f"{r1.host}/{repository_path}:{tag}")
-        try:
-            events = list(
-                api.push(
-                    f"{r1.host}/{repository_path}",
-                    tag=tag,
-                    stream=True,
-                    decode=True,
-                    auth_config=engine_credentials(repository_path),
-                )
-            )
-            assert not [e for e in events if "error" in e], events
-        finally:
-            docker_cli("rmi", "-f", f"{r1.host}/{repository_path}:{tag}")
+        tag = push_with_grant(r1.host, repository_path)
         image = record_image(
             pushed(r1.host, repository_path, tag),
             repository=repository,
@@ -383,3 +391,139 @@ def test_replication_health_and_deletion_with_auth_on(
         assert read_manifest(replica.host, repository_path, kept.manifest_digest).status_code == 200
     deletes = [r for r in r1.requests() if r[0] == "DELETE"]
     assert [status for *_, status in deletes] == [202]
+
+
+# --- the pull proxy ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secured_proxy(
+    secured: list[RunningRegistry],
+    realm: str,
+    session: Session,
+    tmp_path: Path,
+    configure: Callable[..., None],
+    record_image: Callable[..., Image],
+    repository_path: str,
+) -> Iterator[tuple[NginxProxy, PushedImage]]:
+    """Both replicas hold an image; nginx runs the generated config with auth on."""
+    r1, r2 = secured
+    port = free_port()
+    configure(
+        registry_url=r1.host,
+        proxy_host=f"127.0.0.1:{port}",
+        proxy_runtime_dir=tmp_path / "proxy" / "runtime",
+        proxy_cache_path=tmp_path / "proxy" / "cache",
+        proxy_auth_url=realm,
+        proxy_worker_processes="2",
+    )
+    session.add_all([Registry(name="r1", url=r1.host), Registry(name="r2", url=r2.host)])
+    session.commit()
+    image = pushed(r1.host, repository_path, push_with_grant(r1.host, repository_path))
+    assert replicate_image(session, record_image(image).id).quorum_met
+    session.commit()
+    with nginx_proxy(tmp_path / "proxy", port, proxy_config(session)) as proxy:
+        yield proxy, image
+
+
+def realm_token(realm: str, api_token: str, repository: str) -> str:
+    answer = httpx.get(
+        f"{realm}/auth/token",
+        params={"service": "cartridge-registry", "scope": f"repository:{repository}:pull"},
+        headers=basic(api_token),
+    )
+    answer.raise_for_status()
+    return str(answer.json()["token"])
+
+
+@pytest.mark.e2e
+def test_the_proxy_challenges_then_serves_docker_pulls(
+    secured_proxy: tuple[NginxProxy, PushedImage],
+    realm: str,
+    docker_config: Path,
+    make_token: Callable[..., str],
+    configure: Callable[..., None],
+) -> None:
+    proxy, image = secured_proxy
+    version = httpx.get(f"http://{proxy.host}/v2/")
+    assert version.status_code == 401
+    assert version.headers["WWW-Authenticate"] == (
+        f'Bearer realm="{realm}/auth/token",service="cartridge-registry"'
+    )
+    assert version.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
+    reader = make_token("read", name="deploy")
+    assert httpx.get(f"http://{proxy.host}/v2/", headers=basic(reader)).status_code == 200
+
+    by_digest = f"{proxy.host}/{image.repository}@{image.manifest_digest}"
+    with pytest.raises(RuntimeError, match=r"no basic auth credentials|unauthorized"):
+        docker_cli("pull", by_digest)
+    assert login(proxy.host, reader).returncode == 0
+    docker_cli("pull", by_digest)
+    docker_cli("rmi", "-f", by_digest)
+
+    # Anonymous pulls, when the operator allows them.
+    docker_cli("logout", proxy.host)
+    configure(registry_auth_anonymous_pull=True)
+    docker_cli("pull", by_digest)
+    docker_cli("rmi", "-f", by_digest)
+
+
+@pytest.mark.e2e
+def test_a_cached_blob_is_served_only_to_callers_who_may_read_its_repository(
+    secured_proxy: tuple[NginxProxy, PushedImage],
+    realm: str,
+    make_token: Callable[..., str],
+    session: Session,
+) -> None:
+    proxy, image = secured_proxy
+    blob = f"http://{proxy.host}/v2/{image.repository}/blobs/{image.config_digest}"
+    reader = make_token("read", name="deploy")
+    first = httpx.get(blob, headers=basic(reader))
+    assert first.status_code == 200
+    assert "sha256:" + hashlib.sha256(first.content).hexdigest() == image.config_digest
+    bearer = {"Authorization": f"Bearer {realm_token(realm, reader, image.repository)}"}
+    again = httpx.get(blob, headers=bearer)
+    assert (again.status_code, again.headers["X-Cache-Status"]) == (200, "HIT")
+    assert again.content == first.content
+
+    # Cached, and still nobody else's.
+    anonymous = httpx.get(blob)
+    assert anonymous.status_code == 401
+    assert (
+        'scope="repository:' + image.repository + ':pull"'
+        in (anonymous.headers["WWW-Authenticate"])
+    )
+    forged = httpx.get(blob, headers={"Authorization": "Bearer not.a.token"})
+    assert forged.status_code == 401
+    other_repository = f"{image.repository}-other"
+    elsewhere = {"Authorization": f"Bearer {realm_token(realm, reader, other_repository)}"}
+    refused = httpx.get(blob, headers=elsewhere)
+    assert refused.status_code == 401
+    assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
+    # Through another repository's path the digest is not taken from the cache.
+    through_other = httpx.get(
+        f"http://{proxy.host}/v2/{other_repository}/blobs/{image.config_digest}", headers=elsewhere
+    )
+    assert through_other.status_code == 404
+    fetches = proxy.upstream_fetches()
+    assert fetches[f"/v2/{image.repository}/blobs/{image.config_digest}"] == 1
+
+
+@pytest.mark.e2e
+def test_auth_answers_are_cached_per_credential_and_repository_briefly(
+    secured_proxy: tuple[NginxProxy, PushedImage],
+    make_token: Callable[..., str],
+    session: Session,
+) -> None:
+    proxy, image = secured_proxy
+    reader = make_token("read", name="soon-revoked")
+    manifest = f"http://{proxy.host}/v2/{image.repository}/manifests/{image.manifest_digest}"
+    accept = {"Accept": accept_header(DOCKER_MANIFEST)}
+    assert httpx.get(manifest, headers={**accept, **basic(reader)}).status_code == 200
+    token_id = session.scalars(select(ApiToken.id).where(ApiToken.name == "soon-revoked")).one()
+    revoke_token(session, token_id)
+    session.commit()
+    # The yes for this credential and repository is still cached (proxy_auth_cache_seconds)...
+    assert httpx.get(manifest, headers={**accept, **basic(reader)}).status_code == 200
+    # ...but it is no yes for anything else: the version check asks Cartridge again.
+    assert httpx.get(f"http://{proxy.host}/v2/", headers=basic(reader)).status_code == 401
