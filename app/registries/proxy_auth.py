@@ -68,6 +68,8 @@ AUTH_LOCATIONS = """\
             proxy_cache_key "$http_authorization $pull_repository";
             proxy_cache_valid 200 {auth_cache_valid};
             proxy_cache_lock on;
+            # Cartridge unreachable: a yes given in the last ten minutes still stands.
+            proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504;
             proxy_ignore_headers Cache-Control Expires Set-Cookie;
             proxy_connect_timeout 5s;
             proxy_read_timeout 30s;

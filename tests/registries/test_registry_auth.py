@@ -18,20 +18,23 @@ import docker
 import httpx
 import jwt
 import pytest
+import yaml
+from click.testing import CliRunner
 from cryptography import x509
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.service import revoke_token
+from app.cli.main import cli
 from app.config import get_settings
 from app.models import ApiToken, Image, ImageDeletion, Registry, Repository
 from app.registries.copier import probe
 from app.registries.distribution import DOCKER_MANIFEST, accept_header
-from app.registries.proxy import proxy_config
+from app.registries.proxy import Upstream, check, proxy_config, render
 from app.registries.replication import replicate_image
 from app.registry_auth.client import registry_client_auth
-from app.registry_auth.keys import signing_key
+from app.registry_auth.keys import SigningKeyError, generate_pair, signing_key
 from app.registry_auth.replica_config import distribution_auth_section
 from app.registry_auth.tokens import worker_grant
 from app.retention.service import apply
@@ -527,3 +530,68 @@ def test_auth_answers_are_cached_per_credential_and_repository_briefly(
     assert httpx.get(manifest, headers={**accept, **basic(reader)}).status_code == 200
     # ...but it is no yes for anything else: the version check asks Cartridge again.
     assert httpx.get(f"http://{proxy.host}/v2/", headers=basic(reader)).status_code == 401
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_the_replica_auth_section_printed_and_documented_agree(
+    token_auth: None, configure: Callable[..., None]
+) -> None:
+    printed = CliRunner().invoke(cli, ["registry", "auth-config"])
+    assert printed.exit_code == 0, printed.output
+    section = yaml.safe_load(printed.output)["auth"]["token"]
+    assert section == {
+        "realm": "http://127.0.0.1:8000/auth/token",
+        "service": "cartridge-registry",
+        "issuer": "cartridge",
+        "rootcertbundle": str(signing_key(get_settings()).certificate_path),
+    }
+    deploy = (Path(__file__).parents[2] / "deploy" / "registry" / "config.yml").read_text()
+    commented = [line[2:] for line in deploy.splitlines() if line.startswith("# ")]
+    example = yaml.safe_load("\n".join(commented[commented.index("auth:") :]))
+    assert set(example["auth"]["token"]) == set(section)
+
+    configure(registry_auth="none")
+    off = CliRunner().invoke(cli, ["registry", "auth-config"])
+    assert off.exit_code == 1
+    assert "CARTRIDGE_REGISTRY_AUTH=token" in off.output
+
+
+def test_production_needs_a_configured_key(token_auth: None) -> None:
+    settings = get_settings().model_copy(update={"environment": "production"})
+    assert any("CARTRIDGE_REGISTRY_AUTH_KEY_FILE" in p for p in settings.production_problems())
+
+
+def test_a_configured_key_must_match_its_certificate(
+    token_auth: None, tmp_path: Path, configure: Callable[..., None]
+) -> None:
+    key_pem, _ = generate_pair("one")
+    _, other_certificate = generate_pair("two")
+    (tmp_path / "k.pem").write_bytes(key_pem)
+    (tmp_path / "c.pem").write_bytes(other_certificate)
+    configure(
+        registry_auth_key_file=tmp_path / "k.pem", registry_auth_certificate_file=tmp_path / "c.pem"
+    )
+    with pytest.raises(SigningKeyError, match="does not certify"):
+        signing_key(get_settings())
+
+
+def test_the_proxy_config_with_auth_on_checks_before_its_cache(
+    token_auth: None, configure: Callable[..., None]
+) -> None:
+    configure(proxy_auth_url="http://10.0.0.9:8000")
+    replicas = [Upstream("127.0.0.1:5001"), Upstream("127.0.0.1:5002")]
+    check(replicas, get_settings())  # nginx -t
+    text = render(replicas, get_settings())
+    server = text[text.index("    server {") :]
+    assert server.index("auth_request /_cartridge_auth;") < server.index("location ~")
+    assert "proxy_pass http://10.0.0.9:8000/auth/proxy;" in text
+    assert 'proxy_cache_key "blob $repo $digest";' in text
+    assert 'proxy_cache_key "$http_authorization $pull_repository";' in text
+    assert "return 200 '{}';" not in text.split("location = /v2/ {", 1)[1].split("}", 1)[0]
+
+    configure(registry_auth="none")
+    open_text = render(replicas, get_settings())
+    assert "auth_request" not in open_text
+    assert 'proxy_cache_key "blob $digest";' in open_text
