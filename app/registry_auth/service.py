@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
+import time
+from dataclasses import replace
 
 import jwt
 from sqlalchemy.orm import Session
@@ -13,6 +16,7 @@ from app.auth.service import authenticate
 from app.config import Settings
 from app.errors import BadRequest, NotFound, Unauthorized
 from app.models import TokenScope
+from app.registry_auth.keys import signing_key
 from app.registry_auth.tokens import (
     PULL,
     Access,
@@ -25,6 +29,14 @@ from app.registry_auth.tokens import (
     issue,
     parse_scope,
 )
+
+# A token the realm signed is handed again, for this long, to whoever is granted exactly the same
+# access: 50 hosts pulling with one API token then present one Authorization header to the pull
+# proxy, which checks it once. Each request still authenticates its API token first.
+REUSE_SECONDS = 20
+REUSE_MAX_ENTRIES = 2048
+_reusable: dict[tuple[str, ...], tuple[float, IssuedToken]] = {}
+_reusable_lock = threading.Lock()
 
 
 class RegistryAuthOff(NotFound):
@@ -74,15 +86,37 @@ def token_for(
                 "Registry access needs credentials: an API token as the password.",
                 code="credentials_required",
             )
-        return issue(settings, "anonymous", [a.limited_to(allowed) for a in wanted])
+        return _issue_reused(settings, "anonymous", [a.limited_to(allowed) for a in wanted])
     user, password = credentials
     grant = grant_access(settings, password)
     if grant is not None:
         granted = [a.limited_to(grant.get(a.name, ())) for a in wanted]
-        return issue(settings, user or "cartridge-build", granted)
+        return _issue_reused(settings, user or "cartridge-build", granted)
     token = authenticate(session, password)
     allowed = allowed_actions(TokenScope(token.scope), anonymous_pull=False)
-    return issue(settings, f"token:{token.id}", [a.limited_to(allowed) for a in wanted])
+    return _issue_reused(settings, f"token:{token.id}", [a.limited_to(allowed) for a in wanted])
+
+
+def _issue_reused(settings: Settings, subject: str, access: list[Access]) -> IssuedToken:
+    key = (
+        str(signing_key(settings).certificate_path),
+        settings.registry_auth_service,
+        settings.registry_auth_issuer,
+        subject,
+        *(f"{a.name}:{','.join(a.actions)}" for a in access if a.actions),
+    )
+    now = time.monotonic()
+    with _reusable_lock:
+        cached = _reusable.get(key)
+        if cached is not None and now - cached[0] < REUSE_SECONDS:
+            elapsed = int(now - cached[0])
+            return replace(cached[1], expires_in=cached[1].expires_in - elapsed)
+    issued = issue(settings, subject, access)
+    with _reusable_lock:
+        if len(_reusable) >= REUSE_MAX_ENTRIES:
+            _reusable.clear()
+        _reusable[key] = (now, issued)
+    return issued
 
 
 class PullRefused(Unauthorized):

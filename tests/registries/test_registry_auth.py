@@ -80,6 +80,14 @@ def test_tokens_follow_the_api_token_scope(
         assert body["token"] == body["access_token"]
         assert body["expires_in"] == 300
 
+    # A herd asking with one API token gets one token (so the proxy checks it once).
+    reader = make_token("read", name="herd")
+    tokens = {
+        client.get("/auth/token", params=asked, headers=basic(reader)).json()["token"]
+        for _ in range(5)
+    }
+    assert len(tokens) == 1
+
     # `docker login` asks with no scope: the credentials are checked, nothing is granted.
     login = client.get(
         "/auth/token", params={"service": "cartridge-registry"}, headers=basic(make_token("read"))
