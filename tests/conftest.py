@@ -1,4 +1,12 @@
-"""Shared fixtures: a throwaway PostgreSQL database and per-run Redis queues for each test run."""
+"""Shared fixtures: a throwaway PostgreSQL database, Celery queues and a state directory for each
+test process.
+
+Under pytest-xdist (`pytest -n auto`) every worker process is a test process of its own: its
+database, queue names and temporary directories carry the run's id and the worker's id
+(`gw0`, `gw1`, ...), so workers never see each other's rows or jobs. Session-scoped fixtures
+(registries, git servers) are started once per worker. Row factories live in
+tests/support/factories.py, loaded here as a plugin.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +22,24 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import migrate
+from app.broker import get_celery
+from app.config import get_settings
 from app.db import get_engine, get_session_factory, reset_caches
-from app.models import Base, Repository
+from app.models import Base
 from app.outbox.relay import reset_relay
 from tests.support.paths import PAYLOADS_DIR, SCHEMAS_DIR, SHARED_DIR
+
+pytest_plugins = ["tests.support.factories"]
 
 ADMIN_DSN = os.environ.get(
     "CARTRIDGE_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("CARTRIDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-RUN_ID = uuid.uuid4().hex[:10]
+# pytest-xdist gives its workers the run's id and each worker's name in the environment.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:10] + (
+    f"_{XDIST_WORKER}" if XDIST_WORKER else ""
+)
 TEST_DATABASE = f"cartridge_test_{RUN_ID}"
 WEBHOOK_SECRET = "global-webhook-secret-for-tests"
 
@@ -65,10 +81,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     reset_caches()
+    # A test module that imports `workers` at collection created the Celery app from the default
+    # settings (a filesystem broker, queues shared by every run): publish with this run's.
+    get_celery.cache_clear()
     migrate.upgrade(url)
     yield url
     reset_relay()
     reset_caches()
+    get_celery.cache_clear()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -138,20 +158,12 @@ def auth(admin_token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_repository(session: Session):  # type: ignore[no-untyped-def]
-    def make(full_name: str = "octo/app", **fields: object) -> Repository:
-        values: dict[str, object] = {
-            "clone_url": f"https://github.com/{full_name}.git",
-            "image_name": full_name.replace("/", "-").lower(),
-            "default_branch": "main",
-        }
-        values.update(fields)
-        repository = Repository(full_name=full_name, **values)
-        session.add(repository)
-        session.commit()
-        return repository
-
-    return make
+def reads_need_token(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("CARTRIDGE_READ_REQUIRES_TOKEN", "true")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("CARTRIDGE_READ_REQUIRES_TOKEN")
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""What the API-backed commands share: the HTTP client, its options, errors and tables."""
+"""What the API-backed commands share: the HTTP client, its options and tables (errors are printed
+by app/cli/errors.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ from typing import Any, TypeVar, cast
 import click
 import httpx
 
+from app.cli.errors import api_unreachable, from_response
+
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
 
 Command = TypeVar("Command", bound=Callable[..., Any])
-
-
-class ApiError(click.ClickException):
-    """Printed as `Error: <message>` with exit status 1."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +40,24 @@ class ApiClient:
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._request("POST", path, json=body)
 
+    def put(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._request("PUT", path, json=body)
+
+    def patch(self, path: str, body: dict[str, Any]) -> Any:
+        return self._request("PATCH", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self._request("DELETE", path)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, API_PREFIX + path, **kwargs)
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
+            raise api_unreachable(self.base_url, exc) from exc
         if response.status_code >= 400:
-            raise error_from(response)
+            raise from_response(response)
+        if response.status_code == 204:
+            return None
         return response.json()
 
     def events(
@@ -63,26 +73,10 @@ class ApiClient:
             ) as response:
                 if response.status_code >= 400:
                     response.read()
-                    raise error_from(response)
+                    raise from_response(response)
                 yield from parse_events(response.iter_lines())
         except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-
-    def _unreachable(self, exc: httpx.HTTPError) -> ApiError:
-        return ApiError(f"cannot reach the Cartridge API at {self.base_url}: {exc}")
-
-
-def error_from(response: httpx.Response) -> ApiError:
-    try:
-        error = response.json()["error"]
-        message = f"{error['message']} ({error['code']}, HTTP {response.status_code})"
-    except (ValueError, KeyError, TypeError):
-        return ApiError(f"HTTP {response.status_code}: {response.text[:300]}")
-    problems = (error.get("details") or {}).get("errors") or []
-    for problem in problems:
-        where = ".".join(str(part) for part in problem.get("loc", []))
-        message += f"\n  {where}: {problem.get('msg', '')}"
-    return ApiError(message)
+            raise api_unreachable(self.base_url, exc) from exc
 
 
 def parse_events(lines: Iterator[str]) -> Iterator[Event]:

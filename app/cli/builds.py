@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from app.cli.api import ApiClient, api_command, print_json, table, when
+from app.cli.errors import CommandError
 
 STATUSES = ["queued", "running", "succeeded", "failed", "errored", "cancelled"]
 # A dropped stream is resumed from the last event this many times before giving up.
@@ -125,14 +126,14 @@ def _follow(api: ApiClient, build_id: int, attempt: int | None, as_json: bool) -
                     click.echo(f"build {build_id} {event.data['status']}", err=True)
                 if event.event in ("end", "gone"):
                     return
-        except click.ClickException:
+        except CommandError:
             if last_event_id is None or reconnect == STREAM_RECONNECTS:
                 raise
             click.echo("(stream interrupted; resuming)", err=True)
             continue
         if last_event_id is None:
             break
-    raise click.ClickException("the log stream ended before the build did")
+    raise CommandError("the log stream ended before the build did")
 
 
 @builds.command("retry")

@@ -1,14 +1,16 @@
-"""`cartridge images ...`: retention of built images. Operator commands: they use the database
-directly, so they work while the API is down."""
+"""`cartridge images ...`: retention of built images. `pin` and `unpin` go through the API;
+`prune` and `deletions` are operator commands on a control-plane host: they do the retention job's
+work there, against the database directly (README, "Command line")."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from app.cli.api import ApiClient, api_command, print_json
 from app.config import get_settings
 from app.db import session_scope
-from app.errors import CartridgeError
-from app.images import service as images
 from app.retention.queries import unsettled_deletions
 from app.retention.service import apply, plan
 
@@ -60,22 +62,24 @@ def images_deletions(everything: bool) -> None:
 
 @images_group.command("pin")
 @click.argument("digest")
-def images_pin(digest: str) -> None:
+@api_command
+def images_pin(api: ApiClient, as_json: bool, digest: str) -> None:
     """Keep image DIGEST whatever retention's other rules say."""
-    _set_pinned(digest, True)
+    image = api.put(f"/images/{digest}/pin")
+    _print_pinned(image, as_json)
 
 
 @images_group.command("unpin")
 @click.argument("digest")
-def images_unpin(digest: str) -> None:
+@api_command
+def images_unpin(api: ApiClient, as_json: bool, digest: str) -> None:
     """Let retention's rules decide about image DIGEST again."""
-    _set_pinned(digest, False)
+    image = api.delete(f"/images/{digest}/pin")
+    _print_pinned(image, as_json)
 
 
-def _set_pinned(digest: str, pinned: bool) -> None:
-    try:
-        with session_scope() as session:
-            images.set_pinned(session, digest, pinned)
-    except CartridgeError as error:
-        raise click.ClickException(f"{error.message} ({error.code})") from error
-    click.echo(f"{digest} {'pinned' if pinned else 'unpinned'}")
+def _print_pinned(image: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(image)
+        return
+    click.echo(f"{image['digest']} {'pinned' if image['pinned'] else 'unpinned'}")

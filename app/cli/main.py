@@ -1,4 +1,15 @@
-"""The `cartridge` command line: operators' and engineers' daily commands."""
+"""The `cartridge` command line: operators' and engineers' daily commands.
+
+Two kinds of commands (README, "Command line"):
+- through the HTTP API (app/cli/api.py), from any machine with a token: `repo`, `builds`,
+  `registry`, `images pin|unpin`, each group in a module of its own;
+- on a control-plane or replica host, against the database directly: the operator commands that
+  must work when the API cannot help, before it runs (`db upgrade`, the first `token create`,
+  defined here), while it is down (`proxy-config` and `proxy serve` in app/cli/proxy.py: the pull
+  proxy starts and follows the replicas without it), or that do a worker's job on the host they
+  run on (`images prune|deletions`, `registry gc`).
+Every failure is printed the same way with a documented exit status (app/cli/errors.py).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +17,10 @@ import click
 
 from app import migrate
 from app.cli.builds import builds
+from app.cli.errors import CommandGroup
 from app.cli.images import images_group
-from app.cli.registries import proxy, proxy_config_command, registry
+from app.cli.proxy import proxy, proxy_config_command
+from app.cli.registries import registry
 from app.cli.repos import repo
 from app.cli.secrets import secrets
 from app.cli.statuses import statuses
@@ -17,9 +30,15 @@ from app.db import session_scope
 from app.registries.declared import sync_declared
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def cli() -> None:
-    """Cartridge: GitHub pushes become ready-to-run container images."""
+    """Cartridge: GitHub pushes become ready-to-run container images.
+
+    \b
+    Exit status: 0 done; 1 Cartridge refused or failed the request (the message
+    names the error code); 2 the command line is wrong; 3 the API or the
+    database could not be reached.
+    """
 
 
 @cli.group()

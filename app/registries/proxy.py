@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -18,9 +19,9 @@ from app.registries import queries
 from app.registries.distribution import base_url
 from app.registries.proxy_auth import auth_values
 
-TEMPLATE_PATH = (
-    Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "cartridge-proxy.conf.template"
-)
+# Package data (pyproject.toml), so an installed Cartridge renders the proxy config without the
+# source tree.
+TEMPLATE = resources.files("app.registries") / "templates" / "cartridge-proxy.conf.template"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 DIGEST_CACHE_VALID = "365d"
 CACHE_LOCK_TIMEOUT = "15m"
@@ -89,7 +90,7 @@ def render(
         "digest_cache_valid": DIGEST_CACHE_VALID,
         "tag_cache_valid": f"{settings.proxy_tag_cache_seconds}s",
     }
-    return fill(TEMPLATE_PATH.read_text(), values)
+    return fill(TEMPLATE.read_text(encoding="utf-8"), values)
 
 
 def _user_directive(user: str | None) -> str:

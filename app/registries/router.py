@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from app.api.deps import AdminToken, DbSession, ReadAccess
+from app.api.deps import AdminToken, DbSession, ReadAccess, WriteToken
 from app.api.pagination import decode_cursor, page_of
 from app.models import Registry
 from app.registries import queries, service
@@ -37,6 +37,15 @@ def list_registries(session: DbSession, _access: ReadAccess) -> RegistryList:
     counts = queries.missing_counts(session)
     registries = queries.list_registries(session)
     return RegistryList(items=[_out(r, counts.get(r.id, 0)) for r in registries])
+
+
+@router.post("/check")
+def check_registries(session: DbSession, _token: WriteToken) -> RegistryList:
+    """Probes every replica now (`GET /v2/`), records the result, and lists the replicas as
+    `GET /registries` does; the periodic health check does the same every
+    `CARTRIDGE_REGISTRY_HEALTH_INTERVAL_SECONDS`."""
+    service.check_health(session)
+    return list_registries(session, _token)
 
 
 @router.get(

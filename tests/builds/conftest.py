@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.models import Build, Repository
+from app.models import Repository
 from tests.builds.helpers import EXECUTABLES
 from tests.support import docker as docker_support
 from tests.support.git_server import GitServer, serve_git
@@ -105,17 +105,6 @@ def push_commit(git_server: GitServer) -> Callable[..., str]:
         return git_server.commit(repository.full_name, dict(files), **options)  # type: ignore[arg-type]
 
     return push
-
-
-@pytest.fixture
-def make_build(session: Session) -> Callable[[Repository, str], Build]:
-    def make(repository: Repository, sha: str) -> Build:
-        build = Build(repository_id=repository.id, sha=sha)
-        session.add(build)
-        session.commit()
-        return build
-
-    return make
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 from app.builds.transitions import transition
 from app.config import get_settings
 from app.github.client import get_github_client
-from app.models import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus, Push, Repository
-from app.statuses.service import record_status
+from app.models import ACTIVE_STATUSES, FINAL_STATUSES, Build, BuildStatus, Push
 from tests.support.fake_github import DEFAULT_TOKEN, FakeGitHub
 
 
@@ -56,25 +55,6 @@ def github(fake_github: FakeGitHub, database_url: str) -> Iterator[FakeGitHub]:
     """The fake GitHub, with Cartridge configured to post to it."""
     with github_env(fake_github):
         yield fake_github
-
-
-@pytest.fixture
-def make_build(session: Session, make_repository):  # type: ignore[no-untyped-def]
-    """A committed build of a fresh SHA with its initial "Queued" status recorded, the way
-    build creation records it."""
-    counter = iter(range(1, 10_000))
-
-    def make(repository: Repository | None = None, **fields: object) -> Build:
-        number = next(counter)
-        repository = repository or make_repository(f"octo/app-{number}")
-        build = Build(repository_id=repository.id, sha=f"{number:07x}" + "ab" * 16 + "c", **fields)
-        session.add(build)
-        session.flush()
-        record_status(session, build)
-        session.commit()
-        return build
-
-    return make
 
 
 def retry(session: Session, build_id: int) -> None:

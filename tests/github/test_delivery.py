@@ -47,9 +47,9 @@ def _retries(session: Session, build: Build) -> list[int]:
 
 
 def test_only_the_newest_unsent_status_is_sent(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-2")
     session.commit()
     transition(session, build.id, BuildStatus.FAILED, error="compile failed")
@@ -72,9 +72,9 @@ def test_only_the_newest_unsent_status_is_sent(
 
 
 def test_an_unchanged_status_is_not_posted_again(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     assert _deliver(build.id) is SendResult.SENT
     first = _posts(session, build)[0]
     record_status(session, build)
@@ -85,9 +85,9 @@ def test_an_unchanged_status_is_not_posted_again(
 
 
 def test_a_late_pending_never_replaces_the_final_status_of_its_attempt(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
     transition(session, build.id, BuildStatus.ERRORED, error="registry down")
     session.commit()
@@ -109,29 +109,37 @@ def test_a_late_pending_never_replaces_the_final_status_of_its_attempt(
 
 
 def test_a_server_error_is_retried_later_with_backoff(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, fake_github: FakeGitHub, database_url: str, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
-    github.fail_next(500)
-    before = utcnow()
-    assert _deliver(build.id) is SendResult.RETRY
-    [post] = _posts(session, build)
-    assert (post.send_state, post.tries, post.response_code) == ("queued", 1, 500)
-    assert post.last_error == "500 Server Error"
-    assert post.next_try_at is not None
-    # Base 0.5 s for the first retry, with jitter: between half and all of it.
-    assert before + timedelta(seconds=0.25) <= post.next_try_at <= utcnow() + timedelta(seconds=0.5)
-    assert _retries(session, build) == [1]
+    # A base long enough that "before the retry is due" holds on a loaded machine too.
+    retry_env = {
+        "CARTRIDGE_GITHUB_STATUS_RETRY_BASE_SECONDS": "30",
+        "CARTRIDGE_GITHUB_STATUS_RETRY_MAX_SECONDS": "600",
+    }
+    with github_env(fake_github, **retry_env):
+        build = make_build_with_status()
+        fake_github.fail_next(500)
+        before = utcnow()
+        assert _deliver(build.id) is SendResult.RETRY
+        [post] = _posts(session, build)
+        assert (post.send_state, post.tries, post.response_code) == ("queued", 1, 500)
+        assert post.last_error == "500 Server Error"
+        assert post.next_try_at is not None
+        # Base 30 s for the first retry, with jitter: between half and all of it.
+        earliest, latest = before + timedelta(seconds=15), utcnow() + timedelta(seconds=30)
+        assert earliest <= post.next_try_at <= latest
+        [countdown] = _retries(session, build)
+        assert 15 <= countdown <= 30
 
-    # Before the retry is due, a new delivery (say, a duplicate message) waits too.
-    assert _deliver(build.id) is SendResult.DEFERRED
-    assert len(github.requests) == 1
+        # Before the retry is due, a new delivery (say, a duplicate message) waits too.
+        assert _deliver(build.id) is SendResult.DEFERRED
+        assert len(fake_github.requests) == 1
 
-    session.execute(update(StatusPost).values(next_try_at=utcnow() - timedelta(seconds=1)))
-    session.commit()
-    assert _deliver(build.id) is SendResult.SENT
-    assert _seen(github) == [("pending", "Queued")]
-    assert _posts(session, build)[0].tries == 2
+        session.execute(update(StatusPost).values(next_try_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+        assert _deliver(build.id) is SendResult.SENT
+        assert _seen(fake_github) == [("pending", "Queued")]
+        assert _posts(session, build)[0].tries == 2
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:
@@ -141,10 +149,10 @@ def test_backoff_grows_exponentially_up_to_the_cap() -> None:
 
 
 def test_delivery_gives_up_after_the_configured_tries(
-    session: Session, fake_github: FakeGitHub, database_url: str, make_build
+    session: Session, fake_github: FakeGitHub, database_url: str, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
     with github_env(fake_github, CARTRIDGE_GITHUB_STATUS_MAX_TRIES="2"):
-        build = make_build()
+        build = make_build_with_status()
         fake_github.hang_next(3, times=2)
         assert _deliver(build.id) is SendResult.RETRY
         session.execute(update(StatusPost).values(next_try_at=utcnow()))
@@ -157,9 +165,9 @@ def test_delivery_gives_up_after_the_configured_tries(
 
 
 def test_a_rate_limit_pauses_every_build_until_the_reset(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    limited, other = make_build(), make_build()
+    limited, other = make_build_with_status(), make_build_with_status()
     reset = github.rate_limit_next(reset_in=60)
     assert _deliver(limited.id) is SendResult.RETRY
     [post] = _posts(session, limited)
@@ -178,9 +186,9 @@ def test_a_rate_limit_pauses_every_build_until_the_reset(
 
 
 def test_a_permanent_refusal_is_recorded_and_shown_by_the_api(
-    session: Session, github: FakeGitHub, make_build, client: TestClient
+    session: Session, github: FakeGitHub, make_build_with_status, client: TestClient
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     github.fail_next(422, message="No commit found for SHA")
     assert _deliver(build.id) is SendResult.FAILED
 
@@ -204,9 +212,9 @@ def test_a_permanent_refusal_is_recorded_and_shown_by_the_api(
 
 
 def test_two_deliveries_of_one_build_never_overtake_each_other(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     github.delay_next(0.6)
     outcomes: list[SendResult] = []
     first = threading.Thread(target=lambda: outcomes.append(_deliver(build.id)))
@@ -225,9 +233,9 @@ def test_two_deliveries_of_one_build_never_overtake_each_other(
 
 
 def test_redrive_requeues_only_deliveries_that_are_due(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    lost_retry, fresh, waiting, lost_first = (make_build() for _ in range(4))
+    lost_retry, fresh, waiting, lost_first = (make_build_with_status() for _ in range(4))
     long_ago = utcnow() - timedelta(minutes=5)
     session.execute(
         update(StatusPost).where(StatusPost.build_id == lost_retry.id).values(next_try_at=long_ago)
@@ -253,9 +261,9 @@ def test_redrive_requeues_only_deliveries_that_are_due(
 
 
 def test_the_api_and_cli_show_the_history(
-    session: Session, github: FakeGitHub, make_build, app: FastAPI
+    session: Session, github: FakeGitHub, make_build_with_status, app: FastAPI
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-7")
     session.commit()
     _deliver(build.id)

@@ -22,9 +22,9 @@ def _posts(session: Session, build: Build) -> list[tuple[int, str, str]]:
 
 
 def test_a_successful_build_records_queued_building_and_built(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     started = utcnow()
     assert transition(
         session, build.id, BuildStatus.RUNNING, build_host="host-2", started_at=started
@@ -52,9 +52,9 @@ def test_a_successful_build_records_queued_building_and_built(
 
 
 def test_failures_and_cancellations_carry_their_reason(
-    session: Session, github: FakeGitHub, make_build, make_repository
+    session: Session, github: FakeGitHub, make_build_with_status, make_repository
 ) -> None:  # type: ignore[no-untyped-def]
-    failed, errored, superseded, cancelled = (make_build() for _ in range(4))
+    failed, errored, superseded, cancelled = (make_build_with_status() for _ in range(4))
     for build in (failed, errored, superseded, cancelled):
         transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
     transition(session, failed.id, BuildStatus.FAILED, error="container/compile exited with 2")
@@ -70,9 +70,9 @@ def test_failures_and_cancellations_carry_their_reason(
 
 
 def test_a_retry_is_a_new_attempt_that_is_pending_again(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
     session.commit()
     transition(session, build.id, BuildStatus.ERRORED, error="lost the build host")
@@ -86,9 +86,9 @@ def test_a_retry_is_a_new_attempt_that_is_pending_again(
 
 
 def test_several_moves_in_one_transaction_owe_only_the_last_status(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-1")
     transition(session, build.id, BuildStatus.FAILED)
     # Changed after the transition, in the same transaction: the status carries it.
@@ -101,9 +101,9 @@ def test_several_moves_in_one_transaction_owe_only_the_last_status(
 
 
 def test_a_long_reason_is_cut_to_githubs_limit(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING)
     transition(session, build.id, BuildStatus.FAILED, error="npm ERR!\n" + "x" * 500)
     session.commit()
@@ -114,9 +114,9 @@ def test_a_long_reason_is_cut_to_githubs_limit(
 
 
 def test_nothing_is_recorded_when_the_transition_rolls_back(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING)
     session.rollback()
     assert _posts(session, build) == [(1, "pending", "Queued")]
@@ -124,27 +124,27 @@ def test_nothing_is_recorded_when_the_transition_rolls_back(
 
 
 def test_a_transition_that_loses_the_race_records_nothing(
-    session: Session, github: FakeGitHub, make_build
+    session: Session, github: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     assert not transition(session, build.id, BuildStatus.SUCCEEDED)
     session.commit()
     assert _posts(session, build) == [(1, "pending", "Queued")]
 
 
 def test_the_context_is_configurable(
-    session: Session, fake_github: FakeGitHub, database_url: str, make_build
+    session: Session, fake_github: FakeGitHub, database_url: str, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
     with github_env(fake_github, CARTRIDGE_GITHUB_STATUS_CONTEXT="ci/cartridge"):
-        build = make_build()
+        build = make_build_with_status()
     post = session.scalars(select(StatusPost).where(StatusPost.build_id == build.id)).one()
     assert post.context == "ci/cartridge"
 
 
 def test_without_github_credentials_no_status_is_recorded(
-    session: Session, database_url: str, make_build
+    session: Session, database_url: str, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     transition(session, build.id, BuildStatus.RUNNING)
     session.commit()
     assert _posts(session, build) == []

@@ -67,6 +67,8 @@ def worker_github(
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait(timeout=10)
+            # Captured by pytest and shown with a failing test.
+            print(f"--- statuses worker (last lines) ---\n{log_path.read_text()[-6000:]}")
 
 
 def _wait_until_ready(worker: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -136,9 +138,9 @@ def _finish(session: Session, build: Build, outcome: str) -> None:
     ],
 )
 def test_a_build_shows_queued_then_building_then_its_result(
-    session: Session, fake: FakeGitHub, make_build, outcome: str, final: tuple[str, str]
+    session: Session, fake: FakeGitHub, make_build_with_status, outcome: str, final: tuple[str, str]
 ) -> None:  # type: ignore[no-untyped-def]
-    build = make_build()
+    build = make_build_with_status()
     _wait_for_statuses(fake, build, 1)
     transition(session, build.id, BuildStatus.RUNNING, build_host="host-2", started_at=utcnow())
     session.commit()
@@ -181,7 +183,7 @@ def _drive(build_id: int, outcome: str, with_retry: bool, pause: Callable[[], No
 
 
 def test_concurrent_updates_never_reorder_or_regress_statuses(
-    session: Session, fake: FakeGitHub, make_build
+    session: Session, fake: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
     fake.latency_seconds = 0.3
     rng = random.Random(7)
@@ -190,7 +192,11 @@ def test_concurrent_updates_never_reorder_or_regress_statuses(
         time.sleep(rng.uniform(0, 0.3))
 
     plans = [
-        (make_build(), rng.choice(["succeeded", "failed", "errored", "cancelled"]), i % 2 == 0)
+        (
+            make_build_with_status(),
+            rng.choice(["succeeded", "failed", "errored", "cancelled"]),
+            i % 2 == 0,
+        )
         for i in range(8)
     ]
     with ThreadPoolExecutor(max_workers=len(plans)) as pool:
@@ -239,7 +245,11 @@ def _positions_in(
     ],
 )
 def test_a_delivery_recovers_from_each_transient_failure(
-    session: Session, fake: FakeGitHub, make_build, failure: str, answers: list[int | None]
+    session: Session,
+    fake: FakeGitHub,
+    make_build_with_status,
+    failure: str,
+    answers: list[int | None],
 ) -> None:  # type: ignore[no-untyped-def]
     not_before = 0.0
     if failure == "server error":
@@ -251,7 +261,7 @@ def test_a_delivery_recovers_from_each_transient_failure(
     else:
         fake.secondary_rate_limit_next(retry_after=2)
         not_before = time.time() + 2
-    build = make_build()
+    build = make_build_with_status()
     _wait_for_statuses(fake, build, 1)
 
     assert _statuses(fake, build) == [("pending", "Queued")]
@@ -262,10 +272,10 @@ def test_a_delivery_recovers_from_each_transient_failure(
 
 
 def test_a_permanent_refusal_is_kept_and_the_build_goes_on(
-    session: Session, fake: FakeGitHub, make_build
+    session: Session, fake: FakeGitHub, make_build_with_status
 ) -> None:  # type: ignore[no-untyped-def]
     fake.fail_next(422, message="Validation Failed")
-    build = make_build()
+    build = make_build_with_status()
     [post] = _wait_for_posts(build.id, _settled)
     assert (post.send_state, post.response_code, post.last_error) == (
         "failed",

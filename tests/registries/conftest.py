@@ -1,20 +1,18 @@
-"""Fixtures for the replica tests: real `docker-registry` processes, registry rows pointing at
-them, and images pushed with the Docker engine and recorded the way the build pipeline does."""
+"""Fixtures for the replica tests: real `docker-registry` processes and registry rows pointing at
+them (`record_image` in tests/support/factories.py records pushed images)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.models import Build, BuildStatus, Image, Push, PushDecision, Registry, Repository
-from app.models.base import utcnow
-from tests.support.registry_cluster import PushedImage, RegistryCluster, registry_cluster
+from app.models import Registry
+from tests.support.registry_cluster import RegistryCluster, registry_cluster
 
 
 @pytest.fixture
@@ -52,54 +50,3 @@ def replicas(
 @pytest.fixture
 def repository_path() -> str:
     return f"cartridge-test/app-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def record_image(
-    session: Session, make_repository: Callable[..., Repository]
-) -> Callable[..., Image]:
-    """Records the build and image rows for a pushed image, as the pipeline does after a push:
-    in a repository of its own, or in `repository` as a succeeded build pushed to `branch`,
-    created `age` ago."""
-
-    def record(
-        pushed: PushedImage,
-        *,
-        repository: Repository | None = None,
-        branch: str | None = None,
-        age: timedelta | None = None,
-    ) -> Image:
-        repository = repository or make_repository(f"octo/{uuid.uuid4().hex[:8]}")
-        sha = uuid.uuid4().hex + "0" * 8
-        status = BuildStatus.SUCCEEDED if branch else BuildStatus.QUEUED
-        build = Build(repository_id=repository.id, sha=sha, status=status)
-        session.add(build)
-        session.flush()
-        if branch is not None:
-            session.add(
-                Push(
-                    repository_id=repository.id,
-                    ref=f"refs/heads/{branch}",
-                    branch=branch,
-                    before_sha="0" * 40,
-                    after_sha=sha,
-                    build_id=build.id,
-                    decision=PushDecision.BUILT,
-                )
-            )
-        image = Image(
-            build_id=build.id,
-            name=pushed.repository,
-            tag=pushed.tag,
-            manifest_digest=pushed.manifest_digest,
-            config_digest=pushed.config_digest,
-            media_type=pushed.media_type,
-            size=pushed.size,
-            layers=pushed.layers,
-            created_at=utcnow() - (age or timedelta()),
-        )
-        session.add(image)
-        session.commit()
-        return image
-
-    return record

@@ -1,4 +1,5 @@
-"""The registries API and CLI: configuring replicas, their health, what each lacks."""
+"""The registries API: configuring replicas, their health, what each lacks (the CLI on top of it:
+tests/cli/test_registry_commands.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,9 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.cli.main import cli
 from app.images.references import pull_reference
 from app.models import Build, Image, Registry, Repository
 from app.registries.queries import record_presence
@@ -141,29 +139,6 @@ def test_missing_lists_what_a_replica_lacks_newest_first(
     assert client.get("/api/v1/registries/r9/missing").status_code == 404
 
 
-def test_the_cli_adds_lists_and_removes_replicas(session: Session) -> None:
-    runner = CliRunner()
-
-    added = runner.invoke(cli, ["registry", "add", "r1", "127.0.0.1:5001"])
-    optional = runner.invoke(cli, ["registry", "add", "r2", "127.0.0.1:5002", "--optional"])
-    refused = runner.invoke(cli, ["registry", "add", "r3", "not a url"])
-    listed = runner.invoke(cli, ["registry", "list"])
-
-    assert added.exit_code == optional.exit_code == 0, added.output + optional.output
-    assert refused.exit_code == 1
-    assert "invalid_registry_url" in refused.output
-    lines = listed.output.splitlines()
-    assert lines[1].split()[:5] == ["r1", "127.0.0.1:5001", "required", "healthy", "0"]
-    assert lines[2].split()[:3] == ["r2", "127.0.0.1:5002", "optional"]
-
-    assert runner.invoke(cli, ["registry", "set", "r2", "--required"]).exit_code == 0
-    assert runner.invoke(cli, ["registry", "remove", "r1"]).exit_code == 0
-    session.expire_all()
-    rows = session.scalars(select(Registry)).all()
-    assert [(r.name, r.required) for r in rows] == [("r2", True)]
-    assert "lacks no image" in runner.invoke(cli, ["registry", "missing", "r2"]).output
-
-
 def test_pull_reference_names_the_image_by_digest_through_the_proxy() -> None:
     digest = "sha256:" + uuid.uuid4().hex * 2
 
@@ -171,3 +146,12 @@ def test_pull_reference_names_the_image_by_digest_through_the_proxy() -> None:
     assert reference == f"pull.example.com:5080/octo-app@{digest}"
     reference = pull_reference("pull.example.com:5080", "team/octo-app", digest)
     assert reference == f"pull.example.com:5080/team/octo-app@{digest}"
+
+
+def test_a_health_check_on_demand_needs_a_write_token(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    assert client.post("/api/v1/registries/check").status_code == 401
+    checked = client.post("/api/v1/registries/check", headers=auth)
+    assert checked.status_code == 200
+    assert checked.json() == {"items": []}

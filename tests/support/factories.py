@@ -1,19 +1,24 @@
-"""Fixtures that create builds, pushes and images directly with the models (in production the
-webhook receiver and the workers create them). Import the fixtures a test module needs."""
+"""Fixtures that create rows directly with the models: repositories, builds, pushes and images
+(in production the API, the webhook receiver and the workers create them). The root conftest
+loads this module as a plugin, so every test can ask for these fixtures by name."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from datetime import datetime
-from typing import Any
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy.orm import Session
 
-from app.config import get_settings
-from app.models import Build, Image, Push, Repository
+from app.models import Build, BuildStatus, Image, Push, PushDecision, Repository
 from app.models.base import utcnow
+from app.statuses.service import record_status
+
+if TYPE_CHECKING:
+    from tests.support.registry_cluster import PushedImage
 
 _counter = itertools.count(1)
 
@@ -21,12 +26,30 @@ MakeRepository = Callable[..., Repository]
 MakeBuild = Callable[..., Build]
 MakePush = Callable[..., Push]
 MakeImage = Callable[..., Image]
+RecordImage = Callable[..., Image]
 
 
 def new_sha(prefix: str = "") -> str:
     """A fresh 40-hex SHA, starting with `prefix` when given."""
     body = f"{next(_counter):x}".rjust(40 - len(prefix), "0")
     return (prefix + body)[:40]
+
+
+@pytest.fixture
+def make_repository(session: Session) -> MakeRepository:
+    def make(full_name: str = "octo/app", **fields: object) -> Repository:
+        values: dict[str, object] = {
+            "clone_url": f"https://github.com/{full_name}.git",
+            "image_name": full_name.replace("/", "-").lower(),
+            "default_branch": "main",
+        }
+        values.update(fields)
+        repository = Repository(full_name=full_name, **values)
+        session.add(repository)
+        session.commit()
+        return repository
+
+    return make
 
 
 @pytest.fixture
@@ -115,9 +138,68 @@ def make_image(session: Session) -> MakeImage:
 
 
 @pytest.fixture
-def reads_need_token(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CARTRIDGE_READ_REQUIRES_TOKEN", "true")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.delenv("CARTRIDGE_READ_REQUIRES_TOKEN")
-    get_settings.cache_clear()
+def make_build_with_status(session: Session, make_repository: MakeRepository) -> MakeBuild:
+    """A committed build of a fresh SHA (of a fresh repository unless one is given) with its
+    initial "Queued" commit status recorded, the way build creation records it."""
+    counter = iter(range(1, 10_000))
+
+    def make(repository: Repository | None = None, **fields: object) -> Build:
+        number = next(counter)
+        repository = repository or make_repository(f"octo/app-{number}")
+        build = Build(repository_id=repository.id, sha=f"{number:07x}" + "ab" * 16 + "c", **fields)
+        session.add(build)
+        session.flush()
+        record_status(session, build)
+        session.commit()
+        return build
+
+    return make
+
+
+@pytest.fixture
+def record_image(session: Session, make_repository: MakeRepository) -> RecordImage:
+    """Records the build and image rows for an image pushed to a registry, as the pipeline does
+    after a push: in a repository of its own, or in `repository` as a succeeded build pushed to
+    `branch`, created `age` ago."""
+
+    def record(
+        pushed: PushedImage,
+        *,
+        repository: Repository | None = None,
+        branch: str | None = None,
+        age: timedelta | None = None,
+    ) -> Image:
+        repository = repository or make_repository(f"octo/{uuid.uuid4().hex[:8]}")
+        sha = uuid.uuid4().hex + "0" * 8
+        status = BuildStatus.SUCCEEDED if branch else BuildStatus.QUEUED
+        build = Build(repository_id=repository.id, sha=sha, status=status)
+        session.add(build)
+        session.flush()
+        if branch is not None:
+            session.add(
+                Push(
+                    repository_id=repository.id,
+                    ref=f"refs/heads/{branch}",
+                    branch=branch,
+                    before_sha="0" * 40,
+                    after_sha=sha,
+                    build_id=build.id,
+                    decision=PushDecision.BUILT,
+                )
+            )
+        image = Image(
+            build_id=build.id,
+            name=pushed.repository,
+            tag=pushed.tag,
+            manifest_digest=pushed.manifest_digest,
+            config_digest=pushed.config_digest,
+            media_type=pushed.media_type,
+            size=pushed.size,
+            layers=pushed.layers,
+            created_at=utcnow() - (age or timedelta()),
+        )
+        session.add(image)
+        session.commit()
+        return image
+
+    return record

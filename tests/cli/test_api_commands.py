@@ -5,38 +5,20 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
-from click.testing import CliRunner, Result
-from fastapi import FastAPI
+from click.testing import CliRunner
 
 from app.builds import logs
 from app.builds.transitions import transition
+from app.cli.errors import EXIT_UNREACHABLE
 from app.cli.main import cli
 from app.db import session_scope
 from app.models import BuildStatus
 from tests.support.factories import MakeBuild, MakeImage, MakePush, MakeRepository
-from tests.support.server import free_port, serve
+from tests.support.server import free_port
 
-pytest_plugins = ["tests.support.factories"]
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def api_url(app: FastAPI) -> Iterator[str]:
-    with serve(app) as url:
-        yield url
-
-
-@pytest.fixture
-def run(api_url: str, admin_token: str):  # type: ignore[no-untyped-def]
-    def invoke(*args: str, token: str | None = admin_token) -> Result:
-        env = {"CARTRIDGE_API_URL": api_url, "CARTRIDGE_TOKEN": token}
-        return CliRunner().invoke(cli, list(args), env=env)
-
-    return invoke
 
 
 def test_repo_add_and_list(run) -> None:  # type: ignore[no-untyped-def]
@@ -80,8 +62,8 @@ def test_api_errors_are_printed_and_exit_non_zero(run) -> None:  # type: ignore[
 def test_unreachable_api_is_a_clear_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(cli, ["builds", "list", "--api-url", url])
-    assert result.exit_code == 1
-    assert f"cannot reach the Cartridge API at {url}" in result.stderr
+    assert result.exit_code == EXIT_UNREACHABLE
+    assert result.stderr.startswith(f"error: cannot reach the Cartridge API at {url}")
 
 
 def test_builds_list_show_and_filters(
