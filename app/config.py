@@ -145,6 +145,25 @@ class Settings(BaseSettings):
     # `cartridge proxy serve` re-renders the config this often and reloads nginx when it changed.
     proxy_refresh_seconds: float = 5.0
     nginx_binary: str = "nginx"
+    # Registry authentication (app/registry_auth): `none` leaves the replicas open; `token` makes
+    # Cartridge the token issuer of Distribution's token auth, and the replicas' configs name it.
+    registry_auth: Literal["none", "token"] = "none"
+    # The ES256 key that signs registry tokens and its certificate (the replicas' rootcertbundle).
+    # Unset: generated once into $CARTRIDGE_STATE_DIR/registry-auth/ (development only).
+    registry_auth_key_file: Path | None = None
+    registry_auth_certificate_file: Path | None = None
+    # `service` and `issuer` the replicas expect; the realm defaults to public_url + /auth/token.
+    registry_auth_service: str = "cartridge-registry"
+    registry_auth_issuer: str = "cartridge"
+    registry_auth_realm: str | None = None
+    registry_auth_token_seconds: int = Field(default=300, ge=30, le=3600)
+    # Pulls without credentials (a token with pull on any repository for anyone who asks).
+    registry_auth_anonymous_pull: bool = False
+    # With registry auth on, the pull proxy asks Cartridge about every request (nginx
+    # `auth_request` to this base URL, default public_url) and keeps a yes this long per
+    # credential and repository: a revoked token may pull for up to that long.
+    proxy_auth_url: str | None = None
+    proxy_auth_cache_seconds: int = Field(default=30, ge=0, le=600)
 
     # GitHub commit statuses.
     github_api_url: str = "https://api.github.com"
@@ -196,6 +215,18 @@ class Settings(BaseSettings):
         return self.registry_push_url or self.registry_url
 
     @property
+    def registry_auth_enabled(self) -> bool:
+        return self.registry_auth == "token"
+
+    @property
+    def registry_auth_realm_url(self) -> str:
+        return self.registry_auth_realm or f"{self.public_url.rstrip('/')}/auth/token"
+
+    @property
+    def registry_auth_dir(self) -> Path:
+        return self.state_dir / "registry-auth"
+
+    @property
     def proxy_config_path(self) -> Path:
         """Where `cartridge proxy serve` keeps the config nginx runs."""
         return self.proxy_runtime_dir / "nginx.conf"
@@ -240,6 +271,14 @@ class Settings(BaseSettings):
             )
         if self.public_url.startswith("http://127.0.0.1") or "localhost" in self.public_url:
             problems.append("CARTRIDGE_PUBLIC_URL still points at this machine's loopback address")
+        if self.registry_auth_enabled and not (
+            self.registry_auth_key_file and self.registry_auth_certificate_file
+        ):
+            problems.append(
+                "CARTRIDGE_REGISTRY_AUTH=token needs CARTRIDGE_REGISTRY_AUTH_KEY_FILE and "
+                "CARTRIDGE_REGISTRY_AUTH_CERTIFICATE_FILE (every API and worker process signs "
+                "with the same key)"
+            )
         return problems
 
     def security_warnings(self) -> list[str]:

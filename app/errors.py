@@ -75,6 +75,30 @@ class ErrorCode(StrEnum):
     )
     CSRF_REFUSED = "csrf_refused", 403, "The form is stale or was not sent by Cartridge."
 
+    # Registry authentication (the token realm and the pull proxy's check)
+    REGISTRY_AUTH_OFF = (
+        "registry_auth_off",
+        404,
+        "Registry authentication is off (CARTRIDGE_REGISTRY_AUTH=none).",
+    )
+    UNKNOWN_SERVICE = "unknown_service", 400, "The token was asked for another registry service."
+    INVALID_SCOPE = "invalid_scope", 400, "A scope is not repository:<name>:<actions>."
+    CREDENTIALS_REQUIRED = (
+        "credentials_required",
+        401,
+        "The registry needs credentials: any user name, an API token as the password.",
+    )
+    INVALID_CREDENTIALS = (
+        "invalid_credentials",
+        401,
+        "The Basic credentials do not parse (base64 of user:password).",
+    )
+    PULL_NOT_ALLOWED = (
+        "pull_not_allowed",
+        401,
+        "The registry token does not allow pulling this repository.",
+    )
+
     # Reconciling with GitHub
     GITHUB_FAILED = "github_failed", 502, "GitHub refused or failed to list the branches."
     GITHUB_NOT_CONFIGURED = (

@@ -22,6 +22,7 @@ from app.reconcile.router import router as reconcile_router
 from app.registries.declared import sync_declared
 from app.registries.router import proxies_router
 from app.registries.router import router as registries_router
+from app.registry_auth.router import router as registry_auth_router
 from app.repos.router import router as repos_router
 from app.statuses.router import router as github_router
 from app.web.router import mount_static
@@ -45,6 +46,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health_router)
     app.include_router(webhooks_router)
+    app.include_router(registry_auth_router)
     routers = (
         repos_router,
         reconcile_router,

@@ -12,6 +12,7 @@ from app.db import session_scope
 from app.images.references import path_in_registry
 from app.models import DeletionState, ImageDeletion, Registry
 from app.registries.distribution import base_url
+from app.registry_auth.client import registry_client_auth
 from app.retention.service import DELETE_TASK, PRUNE_TASK, apply, record_attempt
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def delete_from_replica(deletion_id: int) -> str:
                 url,
                 headers={"Accept": MANIFEST_TYPES},
                 timeout=settings.registry_timeout_seconds,
+                auth=registry_client_auth(settings),
             )
             status_code = response.status_code
             error = None if status_code in (202, 404) else response.text[:500]

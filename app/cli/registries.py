@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from app.cli.api import ApiClient, api_command, print_json, table, when
+from app.cli.errors import CommandError
 from app.config import get_settings
 from app.registries.gc import collect_garbage, leave_maintenance
+from app.registry_auth.replica_config import distribution_auth_section
 
 MISSING_PAGE = 100
 
@@ -166,3 +168,16 @@ def registry_gc_done(name: str) -> None:
 
 def _role(required: bool) -> str:
     return "required" if required else "optional"
+
+
+@registry.command("auth-config")
+def registry_auth_config() -> None:
+    """Prints the `auth:` section of a replica's config.yml for CARTRIDGE_REGISTRY_AUTH=token
+    (generating the development key and certificate if there are none yet)."""
+    settings = get_settings()
+    if not settings.registry_auth_enabled:
+        raise CommandError(
+            "Registry auth is off: set CARTRIDGE_REGISTRY_AUTH=token first.",
+            code="registry_auth_off",
+        )
+    click.echo(distribution_auth_section(settings), nl=False)

@@ -22,6 +22,7 @@ from typing import TypeVar
 import httpx
 
 from app.registries.distribution import Blob, Manifest, RegistryClient, RegistryError
+from app.registry_auth.client import registry_client_auth
 
 T = TypeVar("T")
 # What one replica can answer that stops the copy to it (a malformed manifest included).
@@ -76,7 +77,9 @@ async def copy_image(
     targets = list(targets)
     timeout = httpx.Timeout(options.timeout, connect=options.connect_timeout)
     limits = httpx.Limits(max_connections=(len(targets) + 1) * options.concurrency + 8)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, verify=_tls()) as http:
+    async with httpx.AsyncClient(
+        timeout=timeout, limits=limits, verify=_tls(), auth=registry_client_auth()
+    ) as http:
         states = [_Replica(RegistryClient(http, t.address), t) for t in targets]
         copy = _ImageCopy(RegistryClient(http, source), image, options)
         pending = states
@@ -93,7 +96,9 @@ async def copy_image(
 async def probe(addresses: Iterable[str], *, timeout: float) -> dict[str, str | None]:
     """GET /v2/ on each registry: None when healthy (200, or 401 when it wants credentials),
     otherwise what went wrong."""
-    async with httpx.AsyncClient(timeout=timeout, verify=_tls()) as http:
+    async with httpx.AsyncClient(
+        timeout=timeout, verify=_tls(), auth=registry_client_auth()
+    ) as http:
 
         async def one(address: str) -> str | None:
             try:

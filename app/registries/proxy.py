@@ -19,6 +19,7 @@ from app.config import Settings, get_settings
 from app.errors import ErrorCode, ServerError, ServiceUnavailable
 from app.registries import queries
 from app.registries.distribution import base_url
+from app.registries.proxy_auth import auth_values
 from app.registries.service import parse_address
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,15 @@ def render(
             "The replicas mix http and https; nginx reaches one upstream group with one scheme.",
             addresses=[r.address for r in replicas],
         )
+    runtime_dir = runtime_dir or settings.proxy_runtime_dir
     values = {
+        **auth_values(settings, runtime_dir),
         "replica_count": str(len(replicas)),
         "user_directive": f"user {settings.proxy_worker_user};\n"
         if settings.proxy_worker_user
         else "",
         "worker_processes": settings.proxy_worker_processes,
-        "runtime_dir": str(runtime_dir or settings.proxy_runtime_dir),
+        "runtime_dir": str(runtime_dir),
         "cache_path": str(cache_path or settings.proxy_cache_path),
         "keys_zone_size": KEYS_ZONE_SIZE,
         "cache_max_size": settings.proxy_cache_max_size,

@@ -13,6 +13,9 @@ import docker
 import httpx
 import requests
 
+from app.config import get_settings
+from app.registry_auth.client import registry_client_auth
+from app.registry_auth.tokens import worker_grant
 from workers.pipeline.control import BuildControl
 from workers.pipeline.outcomes import BuildErrored
 from workers.pipeline.steplog import StepLog
@@ -103,7 +106,10 @@ def push_image(
     reference = f"{registry}/{image_name}"
     digest: str | None = None
     try:
-        for event in api.push(reference, tag=tag, stream=True, decode=True):
+        events = api.push(
+            reference, tag=tag, stream=True, decode=True, auth_config=engine_credentials(image_name)
+        )
+        for event in events:
             control.check()
             if "error" in event:
                 raise BuildErrored(f"push to {registry} failed: {str(event['error']).strip()}")
@@ -119,13 +125,28 @@ def push_image(
     return digest
 
 
+def engine_credentials(image_name: str) -> dict[str, str] | None:
+    """What the engine sends the registry's token realm when registry auth is on: a grant, signed
+    by Cartridge, to push this one repository for as long as a push may take."""
+    settings = get_settings()
+    if not settings.registry_auth_enabled:
+        return None
+    seconds = settings.build_timeout_seconds
+    return {
+        "username": "cartridge-build",
+        "password": worker_grant(settings, image_name, seconds=seconds),
+    }
+
+
 def fetch_manifest(
     registry: str, image_name: str, reference: str, *, timeout: float
 ) -> RegistryManifest:
     """The manifest `registry` serves for `image_name:reference`, checked against its digest."""
     url = f"{registry_base_url(registry)}/v2/{image_name}/manifests/{reference}"
     try:
-        response = httpx.get(url, headers={"Accept": MANIFEST_ACCEPT}, timeout=timeout)
+        response = httpx.get(
+            url, headers={"Accept": MANIFEST_ACCEPT}, timeout=timeout, auth=registry_client_auth()
+        )
     except httpx.HTTPError as exc:
         raise BuildErrored(f"{registry} did not answer for the manifest: {exc}") from exc
     if response.status_code != 200:
