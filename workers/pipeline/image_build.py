@@ -16,7 +16,7 @@ from workers.pipeline.context import BuildContext
 from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import COMPILE, DEPENDENCIES
 from workers.pipeline.launcher import SHELL_CHECK
-from workers.pipeline.outcomes import BuildErrored, BuildFailed
+from workers.pipeline.outcomes import BuildErrored, BuildFailed, BuildStopped
 from workers.pipeline.steplog import StepLog
 
 _RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
@@ -165,6 +165,8 @@ class _ContextWriter:
             thread.join()
 
     def check(self) -> None:
+        if isinstance(self._error, BuildStopped):
+            raise self._error  # e.g. a path outside the checkout: the repository's problem
         if self._error is not None:
             raise BuildErrored(f"could not send the checkout to the engine: {self._error}")
 
