@@ -162,3 +162,54 @@ def test_a_step_writing_past_its_disk_limit_fails_naming_it(
     assert build.error.startswith(f"container/compile exceeded the disk limit ({written}")
     assert build.error.endswith(", limit 64 MiB, CARTRIDGE_BUILD_DISK)")
     _next_build_succeeds(session, run_build, sample_repository, push_commit, make_build)
+
+
+# What a step's container is given, as the step itself sees it (cgroup v1 or v2 files).
+REPORT_LIMITS = """#!/bin/sh
+step=$(basename "$0")
+first() { for f in "$@"; do [ -r "$f" ] && { cat "$f"; return; }; done; echo unknown; }
+echo "$step memory: $(first /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+echo "$step cpu: $(first /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu/cpu.cfs_quota_us)"
+echo "$step file size blocks: $(ulimit -f)"
+i=0
+pids=max
+while [ $i -lt 50 ]; do
+  pids=$(first /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max)
+  [ "$pids" != max ] && break
+  sleep 0.1
+  i=$((i + 1))
+done
+echo "$step pids: $pids"
+"""
+
+
+def test_every_step_runs_within_the_limits(
+    session: Session,
+    run_build: RunBuild,
+    build_env: dict[str, str],
+    sample_repository: Repository,
+    push_commit: PushCommit,
+    make_build: MakeBuild,
+) -> None:
+    sample_repository.build_limits = {
+        "memory": 256 << 20,
+        "cpus": 0.5,
+        "pids": 100,
+        "disk": 32 << 20,
+    }
+    session.commit()
+    changes = {
+        "container/compile": REPORT_LIMITS,
+        "container/dependencies": REPORT_LIMITS,
+        "Gemfile.lock": "rails\n",
+    }
+
+    build = _build(session, run_build, sample_repository, push_commit, make_build, changes)
+
+    assert (build.status, build.error) == ("succeeded", None), log_of(session, build)
+    lines = set(log_of(session, build).splitlines())
+    for step in ("dependencies", "compile"):
+        assert f"{step} memory: {256 << 20}" in lines
+        assert f"{step} cpu: 50000" in lines or f"{step} cpu: 50000 100000" in lines
+        assert f"{step} file size blocks: {(32 << 20) // 512}" in lines
+        assert f"{step} pids: 100" in lines

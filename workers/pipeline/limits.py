@@ -46,6 +46,7 @@ CPU_PERIOD_MICROSECONDS = 100_000
 _DISK_CHECK_COST_FACTOR = 10
 # Samples in a row that find the step at its process limit before it is stopped.
 _PIDS_SAMPLES_AT_LIMIT = 2
+_UPDATE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -226,17 +227,22 @@ class StepWatcher:
 
     def _limit_processes(self, container: str) -> None:
         # docker-py's update_container has no PidsLimit; the engine's endpoint has (API 1.40+).
-        try:
-            response = self._api._post_json(
-                self._api._url("/containers/{0}/update", container),
-                data={"PidsLimit": self._limits.pids.value},
-            )
-            self._api._raise_for_status(response)
-        except (docker.errors.DockerException, requests.RequestException) as exc:
+        url = self._api._url("/containers/{0}/update", container)
+        problem: Exception | None = None
+        for _ in range(_UPDATE_ATTEMPTS):
+            try:
+                response = self._api._post_json(url, data={"PidsLimit": self._limits.pids.value})
+                self._api._raise_for_status(response)
+                return
+            except (docker.errors.DockerException, requests.RequestException) as exc:
+                problem = exc
+            # A quick step may end before the limit arrives (the engine may not know it yet):
+            # nothing is left to limit then.
             if self._has_exited(container):
-                return  # a quick step ended before the limit arrived: nothing left to limit
-            # No step runs without its process limit: stopping it errors the build.
-            self._control.abort(BuildErrored(f"could not limit the build step's processes: {exc}"))
+                return
+            time.sleep(0.2)
+        # No step runs without its process limit: stopping it errors the build.
+        self._control.abort(BuildErrored(f"could not limit the build step's processes: {problem}"))
 
     def _has_exited(self, container: str) -> bool:
         try:
