@@ -150,6 +150,7 @@ def test_a_compile_reaches_allowed_addresses_and_never_the_registry_replicas(
     assert "probe allowed: reached" in log
     assert "probe replica-by-loopback: reached" in log
     assert "probe replica-by-address: reached" in log
+    assert f"network: {targets.name} (internet; the deny list is left to the host's" in log
 
     set_build_env(build_firewall="iptables")
     log = _probe_build(session, run_build, sample_repository, push_commit, make_build, targets)

@@ -55,8 +55,15 @@ def control_plane(settings: Settings, replica_urls: Iterable[str]) -> list[tuple
     if "://" in broker and not broker.startswith(("filesystem:", "memory:")):
         entries.append((broker, "the broker (CARTRIDGE_BROKER_URL)"))
     entries.append((_registry(settings.registry_url), "the registry (CARTRIDGE_REGISTRY_URL)"))
-    entries += [(_registry(url), "a registry replica") for url in replica_urls]
+    if settings.registry_push_url:
+        entries.append(
+            (_registry(settings.registry_push_url), "the registry (CARTRIDGE_REGISTRY_PUSH_URL)")
+        )
+    declared = [registry.url for registry in settings.registries]
+    entries += [(_registry(url), "a registry replica") for url in [*declared, *replica_urls]]
     entries.append((settings.proxy_host, "the pull proxy (CARTRIDGE_PROXY_HOST)"))
+    if settings.proxy_listen:
+        entries.append((settings.proxy_listen, "the pull proxy (CARTRIDGE_PROXY_LISTEN)"))
     entries.append((settings.public_url, "the API (CARTRIDGE_PUBLIC_URL)"))
     if settings.docker_host and settings.docker_host.startswith("tcp://"):
         entries.append((settings.docker_host, "the Docker engine (CARTRIDGE_DOCKER_HOST)"))

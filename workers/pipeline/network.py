@@ -28,13 +28,14 @@ BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 class BuildNetwork:
     mode: str  # the engine's network mode for the build: a network name, or "none"
     bridge: str | None
-    denied: tuple[deny.Denied, ...]
+    # What the rules deny; None when the host's own firewall is in charge of it.
+    denied: tuple[deny.Denied, ...] | None
 
     def describe(self) -> str:
         if self.bridge is None:
             return "none (no network)"
-        if not self.denied:
-            return f"{self.mode} (internet)"
+        if self.denied is None:
+            return f"{self.mode} (internet; the deny list is left to the host's firewall)"
         listed = ", ".join(entry.describe() for entry in self.denied)
         return f"{self.mode} (internet, except {listed})"
 
@@ -43,10 +44,11 @@ def prepare(api: docker.APIClient, settings: Settings, replica_urls: Iterable[st
     """The network for the next build, with its rules in place."""
     if settings.build_egress == "none" or settings.build_network == "none":
         return BuildNetwork(mode="none", bridge=None, denied=())
-    denied = deny.resolve(deny.control_plane(settings, replica_urls))
     bridge = ensure_network(api, settings.build_network)
-    if settings.build_firewall == "iptables":
-        firewall.apply(bridge, denied)
+    if settings.build_firewall == "off":
+        return BuildNetwork(mode=settings.build_network, bridge=bridge, denied=None)
+    denied = deny.resolve(deny.control_plane(settings, replica_urls))
+    firewall.apply(bridge, denied)
     return BuildNetwork(mode=settings.build_network, bridge=bridge, denied=tuple(denied))
 
 
