@@ -287,9 +287,9 @@ class StepWatcher:
         stats = self._api.stats(step.container, stream=False, one_shot=True)
         pids = int((stats.get("pids_stats") or {}).get("current") or 0)
         if not step.looked_for_pids_events:
-            step.looked_for_pids_events = True
             container = self._api.inspect_container(step.container)
-            if container["State"].get("Pid"):
+            if container["State"].get("Pid"):  # 0 until the step's process has started
+                step.looked_for_pids_events = True
                 step.pids_events = cgroups.pids_events(container["State"]["Pid"], container["Id"])
         refused_since = False
         if step.pids_events is not None:
