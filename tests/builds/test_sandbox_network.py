@@ -9,6 +9,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -80,42 +81,44 @@ def targets(
     session: Session, set_build_env: Callable[..., None], base_image: str
 ) -> Iterator[Targets]:
     """A network of this test's own, two registry replicas reachable from it and one allowed
-    server, all on the build host's address on the network's bridge."""
+    server, all on the build host's address on the network's bridge. Whatever was created is
+    removed afterwards, also when creating the rest failed."""
     name = f"cartridge-test-{uuid.uuid4().hex[:8]}"
-    api = docker_api(None)
-    bridge = network.ensure_network(api, name)
-    gateway = api.inspect_network(name)["IPAM"]["Config"][0]["Gateway"]
-    allowed = _serve(gateway)
-    replica_server = _serve(gateway)
-    published = free_port()
     container = f"cartridge-test-replica-{uuid.uuid4().hex[:8]}"
-    httpd = [base_image, "busybox", "httpd", "-f", "-p", "8000", "-h", "/etc"]
-    publish = ["-p", f"{gateway}:{published}:8000"]
-    run = ["docker", "run", "-d", "--rm", "--name", container, *publish, *httpd]
-    subprocess.run(run, check=True, capture_output=True)
-    replica_port = replica_server.server_address[1]
-    session.add_all(
-        [
-            Registry(name="by-loopback", url=f"127.0.0.1:{published}", required=False),
-            Registry(name="by-address", url=f"{gateway}:{replica_port}", required=False),
-        ]
-    )
-    session.commit()
-    set_build_env(build_network=name, build_egress="internet", build_firewall="iptables")
-    try:
+    api = docker_api(None)
+    with ExitStack() as cleanup:
+        cleanup.callback(network.remove, api, name)
+        bridge = network.ensure_network(api, name)
+        gateway = api.inspect_network(name)["IPAM"]["Config"][0]["Gateway"]
+        allowed = _serve(gateway)
+        cleanup.callback(allowed.shutdown)
+        replica_server = _serve(gateway)
+        cleanup.callback(replica_server.shutdown)
+        published = free_port()
+        httpd = [base_image, "busybox", "httpd", "-f", "-p", "8000", "-h", "/etc"]
+        publish = ["-p", f"{gateway}:{published}:8000"]
+        cleanup.callback(
+            subprocess.run, ["docker", "rm", "-f", container], check=False, capture_output=True
+        )
+        run = ["docker", "run", "-d", "--rm", "--name", container, *publish, *httpd]
+        subprocess.run(run, check=True, capture_output=True)
+        replica_port = int(replica_server.server_address[1])
+        session.add_all(
+            [
+                Registry(name="by-loopback", url=f"127.0.0.1:{published}", required=False),
+                Registry(name="by-address", url=f"{gateway}:{replica_port}", required=False),
+            ]
+        )
+        session.commit()
+        set_build_env(build_network=name, build_egress="internet", build_firewall="iptables")
         yield Targets(
             name=name,
             bridge=bridge,
             gateway=gateway,
             allowed=int(allowed.server_address[1]),
             replica_by_loopback=published,
-            replica_by_address=int(replica_port),
+            replica_by_address=replica_port,
         )
-    finally:
-        subprocess.run(["docker", "rm", "-f", container], check=False, capture_output=True)
-        allowed.shutdown()
-        replica_server.shutdown()
-        network.remove(api, name)
 
 
 def _probe_build(
