@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.build_limits import Cpus, Disk, Memory, Pids, Swap
 
 DEFAULT_STATE_DIR = Path("var")
 INSECURE_SECRET_VALUES = frozenset({"", "change-me", "changeme", "secret", "development"})
@@ -69,7 +71,6 @@ class Settings(BaseSettings):
     base_image: str = "cartridge/base:latest"
     # Debian's tini package ships it; copied into every image as pid 1 (workers/pipeline/launcher).
     tini_path: Path = Path("/usr/bin/tini-static")
-    build_network: str | None = None
     build_timeout_seconds: int = 1800
     git_token: SecretStr | None = None
     lease_seconds: int = 60
@@ -81,6 +82,21 @@ class Settings(BaseSettings):
     queued_job_timeout_seconds: float = 60.0
     redispatch_interval_seconds: float = 30.0
     worker_grace_seconds: int = 600
+    # Limits of every container a build runs (README, "Security model"); a repository's own
+    # `build_limits` override them. Sized for a modest build host running one build at a time.
+    build_memory: Memory = 2 << 30
+    build_swap: Swap = 0
+    build_cpus: Cpus = 2.0
+    build_pids: Pids = 1024
+    build_disk: Disk = 10 << 30
+    # How often a running build step's processes and disk use are measured.
+    build_limit_poll_seconds: float = Field(default=1.0, gt=0)
+    # The Docker network builds run on, created on demand ("none": no network at all), what it
+    # may reach, and addresses it must not reach beyond the control plane's own.
+    build_network: str = "cartridge-build"
+    build_egress: Literal["internet", "none"] = "internet"
+    build_deny: list[str] = Field(default_factory=list)
+    build_firewall: Literal["iptables", "off"] = "iptables"
     # Build logs are committed in batches: whichever comes first.
     build_log_flush_seconds: float = 0.5
     build_log_flush_bytes: int = 16 * 1024
@@ -198,6 +214,18 @@ class Settings(BaseSettings):
     reconcile_max_redelivery_requests: int = Field(default=3, ge=1)
     # GitHub asks integrations to wait a second between mutating requests.
     github_mutation_interval_seconds: float = Field(default=1.0, ge=0)
+
+    @field_validator("build_network")
+    @classmethod
+    def _build_network_is_isolated(cls, name: str) -> str:
+        # "host" would run builds in the host's network namespace; "bridge" is every
+        # container's default network, shared with whatever else runs on the host.
+        if name in ("host", "bridge", "default") or not name.strip():
+            raise ValueError(
+                f"{name!r} cannot be the build network: name a network of Cartridge's own "
+                "(default cartridge-build), or set CARTRIDGE_BUILD_EGRESS=none"
+            )
+        return name
 
     @property
     def github_app_configured(self) -> bool:

@@ -108,9 +108,10 @@ ensure_docker() {
 
 ensure_build_tools() {
   # tini (its tini-static is every image's pid 1) and musl-tools (the launcher's shim is
-  # compiled static with musl-gcc, a gcc wrapper): see workers/pipeline/launcher.
+  # compiled static with musl-gcc, a gcc wrapper): see workers/pipeline/launcher. iptables: the
+  # build network's deny list (workers/pipeline/firewall.py).
   apt_install git docker-registry nginx-light skopeo busybox-static ca-certificates curl \
-    docker-compose tini musl-tools gcc debootstrap
+    docker-compose tini musl-tools gcc debootstrap iptables
 }
 
 ensure_base_image() {

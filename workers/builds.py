@@ -22,6 +22,7 @@ from typing import Any
 
 from celery.signals import worker_shutting_down
 from celery.worker import state as worker_state
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from app.broker import BUILD_TASK, get_celery
@@ -31,7 +32,7 @@ from app.config import Settings, get_settings
 from app.db import get_session_factory, session_scope
 from app.images import service as images
 from app.logs import log_context
-from app.models import Build, BuildStatus, Repository
+from app.models import Build, BuildStatus, Registry, Repository
 from app.models.base import utcnow
 from app.registries.replication import ReplicationResult, replicate_image
 from app.registries.service import ensure_default_registry
@@ -39,6 +40,7 @@ from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl, Supervisor
 from workers.pipeline.image_build import docker_api
 from workers.pipeline.layer_cache import cache_sources
+from workers.pipeline.limits import BuildLimits
 from workers.pipeline.outcomes import (
     BuildCancelled,
     BuildErrored,
@@ -102,6 +104,7 @@ def claim(build_id: int, settings: Settings) -> BuildJob | None:
         if build is None:
             return None
         repository = session.get_one(Repository, build.repository_id)
+        replica_urls = tuple(session.scalars(select(Registry.url)))
         return BuildJob(
             build_id=build.id,
             attempt=build.attempt,
@@ -111,6 +114,8 @@ def claim(build_id: int, settings: Settings) -> BuildJob | None:
             image_name=repository.image_name,
             base_image=repository.base_image or settings.base_image,
             cache_sources=tuple(cache_sources(session, build, repository)),
+            limits=BuildLimits.resolve(settings, repository.build_limits),
+            replica_urls=replica_urls,
         )
 
 

@@ -6,7 +6,9 @@ from typing import Any
 
 import click
 
+from app.build_limits import LIMIT_NAMES
 from app.cli.api import ApiClient, api_command, print_json, table, when
+from app.sizes import format_size
 
 
 @click.group("repo")
@@ -78,6 +80,46 @@ def repo_list(api: ApiClient, as_json: bool) -> None:
         for item in items
     ]
     click.echo(table(rows, ["REPOSITORY", "DEFAULT", "IMAGE", "SECRET", "BRANCHES", "CREATED"]))
+
+
+@repo.command("limits")
+@click.argument("full_name")
+@click.option("--memory", help="e.g. 4g (bytes, or Docker's binary units).")
+@click.option("--swap", help="Swap beyond the memory, e.g. 1g; 0 for none.")
+@click.option("--cpus", type=float, help="CPU time in CPUs, e.g. 1.5.")
+@click.option("--pids", type=int, help="Processes and threads at once.")
+@click.option("--disk", help="What each build step may write, e.g. 20g.")
+@click.option(
+    "--reset",
+    "reset",
+    multiple=True,
+    type=click.Choice(LIMIT_NAMES),
+    help="Return a limit to the installation's setting; repeatable.",
+)
+@api_command
+def repo_limits(
+    api: ApiClient, as_json: bool, full_name: str, reset: tuple[str, ...], **values: Any
+) -> None:
+    """Show FULL_NAME's own build limits, or change the ones given."""
+    changes: dict[str, Any] = {key: value for key, value in values.items() if value is not None}
+    changes.update(dict.fromkeys(reset))
+    if changes:
+        repository = api.patch(f"/repos/{full_name}", {"build_limits": changes})
+    else:
+        repository = api.get(f"/repos/{full_name}")
+    limits = repository["build_limits"]
+    if as_json:
+        print_json(limits)
+        return
+    for name in LIMIT_NAMES:
+        value = limits[name]
+        if value is None:
+            shown = f"the installation's (CARTRIDGE_BUILD_{name.upper()})"
+        elif name in ("memory", "swap", "disk"):
+            shown = format_size(value)
+        else:
+            shown = f"{value:g}"
+        click.echo(f"{name + ':':<8} {shown}")
 
 
 @repo.command("latest-green")

@@ -31,6 +31,9 @@ class Repository(Base):
     protected_branches: Mapped[list[str] | None] = mapped_column(JsonValue, default=None)
     # Overrides of the installation's image retention policy (keys of `RetentionPolicy`).
     retention: Mapped[dict[str, int] | None] = mapped_column(JsonValue, default=None)
+    # Limits of this repository's builds (memory, swap and disk in bytes, cpus, pids), each
+    # overriding the installation's CARTRIDGE_BUILD_* setting; None: the installation's.
+    build_limits: Mapped[dict[str, int | float] | None] = mapped_column(JsonValue, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from app.build_limits import Cpus, Disk, Memory, Pids, Swap
 from app.models import Repository, RepositoryReconciliation
 from app.reconcile.schemas import LastReconciliation
 
@@ -52,6 +53,34 @@ def default_image_name(full_name: str) -> str:
     return cleaned or "repository"
 
 
+class BuildLimits(BaseModel):
+    """Limits of every container a build of the repository runs. A null (or missing) key takes
+    the installation's setting (`CARTRIDGE_BUILD_MEMORY`, `_SWAP`, `_CPUS`, `_PIDS`, `_DISK`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory: Memory | None = Field(default=None, description="bytes of memory")
+    swap: Swap | None = Field(default=None, description="bytes of swap beyond the memory")
+    cpus: Cpus | None = Field(default=None, description="CPU time, in CPUs (e.g. 1.5)")
+    pids: Pids | None = Field(default=None, description="processes and threads at once")
+    disk: Disk | None = Field(default=None, description="bytes each build step may write")
+
+    def stored(self) -> dict[str, int | float] | None:
+        values = {key: value for key, value in self.model_dump().items() if value is not None}
+        return values or None
+
+    def merged_into(self, current: dict[str, int | float] | None) -> dict[str, int | float] | None:
+        """`current` with the keys given here changed (a given null removes the key)."""
+        values = dict(current or {})
+        for key in self.model_fields_set:
+            value = getattr(self, key)
+            if value is None:
+                values.pop(key, None)
+            else:
+                values[key] = value
+        return values or None
+
+
 class RepositoryCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +103,9 @@ class RepositoryCreate(BaseModel):
     cancel_superseded: bool = True
     protected_branches: list[BranchPattern] | None = Field(
         default=None, max_length=100, description="null protects the default branch only"
+    )
+    build_limits: BuildLimits | None = Field(
+        default=None, description="the repository's own build limits; null: the installation's"
     )
 
 
@@ -101,6 +133,10 @@ class RepositoryUpdate(BaseModel):
     base_image: BaseImage | None = None
     cancel_superseded: bool | None = None
     protected_branches: list[BranchPattern] | None = Field(default=None, max_length=100)
+    build_limits: BuildLimits | None = Field(
+        default=None,
+        description="changes only the keys given (null removes one); null removes them all",
+    )
 
     @model_validator(mode="after")
     def _required_fields_are_not_cleared(self) -> RepositoryUpdate:
@@ -136,6 +172,7 @@ class RepositoryOut(BaseModel):
     last_reconciliation: LastReconciliation | None = Field(
         default=None, description="The reconciler's last comparison with GitHub's branch heads"
     )
+    build_limits: BuildLimits
     created_at: datetime
     updated_at: datetime
 
@@ -159,6 +196,7 @@ class RepositoryOut(BaseModel):
             protected_branches=repository.protected_branches,
             effective_protected_branches=repository.effective_protected_branches(),
             last_reconciliation=LastReconciliation.of(reconciliation),
+            build_limits=BuildLimits.model_validate(repository.build_limits or {}),
             created_at=repository.created_at,
             updated_at=repository.updated_at,
         )

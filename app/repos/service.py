@@ -37,6 +37,7 @@ def register(session: Session, data: RepositoryCreate) -> Repository:
         base_image=data.base_image,
         cancel_superseded=data.cancel_superseded,
         protected_branches=data.protected_branches,
+        build_limits=data.build_limits.stored() if data.build_limits else None,
     )
     try:
         # A concurrent registration of the same name (or a webhook auto-registering it) wins
@@ -51,6 +52,9 @@ def register(session: Session, data: RepositoryCreate) -> Repository:
 
 def configure(session: Session, repository: Repository, data: RepositoryUpdate) -> Repository:
     for field, value in data.changes().items():
+        if field == "build_limits":
+            limits = data.build_limits
+            value = limits.merged_into(repository.build_limits) if limits else None
         setattr(repository, field, value)
     repository.updated_at = utcnow()
     session.flush()

@@ -170,3 +170,74 @@ def test_reads_need_a_token_when_configured(client: TestClient, auth: dict[str, 
 def test_default_image_name_is_a_valid_docker_repository() -> None:
     assert default_image_name("octo/app") == "octo-app"
     assert default_image_name("Octo/.Weird--Name_") == "octo-weird-name"
+
+
+NO_LIMITS = {"memory": None, "swap": None, "cpus": None, "pids": None, "disk": None}
+
+
+def test_build_limits_are_stored_in_bytes_and_changed_key_by_key(
+    client: TestClient, auth: dict[str, str], session: Session
+) -> None:
+    assert _register(client, auth, full_name="octo/plain")["build_limits"] == NO_LIMITS
+    created = _register(
+        client, auth, build_limits={"memory": "4g", "cpus": 1.5, "pids": 2048, "swap": 0}
+    )
+    # 0 is a limit of its own (no swap), not "the installation's".
+    expected = {**NO_LIMITS, "memory": 4 << 30, "cpus": 1.5, "pids": 2048, "swap": 0}
+    assert created["build_limits"] == expected
+    assert client.get("/api/v1/repos/octo/app").json()["build_limits"] == created["build_limits"]
+
+    changed = client.patch(
+        "/api/v1/repos/octo/app",
+        json={"build_limits": {"disk": "20GiB", "pids": None}},
+        headers=auth,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["build_limits"] == {
+        **NO_LIMITS,
+        "memory": 4 << 30,
+        "cpus": 1.5,
+        "swap": 0,
+        "disk": 20 << 30,
+    }
+    stored = session.scalar(select(Repository).where(Repository.full_name == "octo/app"))
+    assert stored is not None
+    assert stored.build_limits == {"memory": 4 << 30, "cpus": 1.5, "swap": 0, "disk": 20 << 30}
+
+    untouched = client.patch("/api/v1/repos/octo/app", json={"build_tags": True}, headers=auth)
+    assert untouched.json()["build_limits"] == changed.json()["build_limits"]
+    cleared = client.patch("/api/v1/repos/octo/app", json={"build_limits": None}, headers=auth)
+    assert cleared.json()["build_limits"] == NO_LIMITS
+    session.expire_all()
+    stored = session.scalar(select(Repository).where(Repository.full_name == "octo/app"))
+    assert stored is not None
+    assert stored.build_limits is None
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"memory": "lots"},
+        {"memory": "1m"},
+        {"memory": -1},
+        {"memory": True},
+        {"disk": "2x"},
+        {"cpus": 0},
+        {"pids": 3},
+        {"network": "host"},
+    ],
+)
+def test_invalid_build_limits_are_refused_and_change_nothing(
+    client: TestClient, auth: dict[str, str], limits: dict[str, object]
+) -> None:
+    _register(client, auth, build_limits={"memory": "1g"})
+    for response in (
+        client.post(
+            "/api/v1/repos", json={"full_name": "octo/other", "build_limits": limits}, headers=auth
+        ),
+        client.patch("/api/v1/repos/octo/app", json={"build_limits": limits}, headers=auth),
+    ):
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "validation_error"
+    assert client.get("/api/v1/repos/octo/app").json()["build_limits"]["memory"] == 1 << 30
+    assert client.get("/api/v1/repos/octo/other").status_code == 404

@@ -26,6 +26,7 @@ from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import Conventions
 from workers.pipeline.image_build import build_image, docker_api
 from workers.pipeline.launcher import find_launcher
+from workers.pipeline.limits import BuildLimits
 from workers.pipeline.outcomes import BuildErrored
 from workers.pipeline.publish import DOCKER_MANIFEST, MANIFEST_ACCEPT
 
@@ -349,6 +350,7 @@ def test_a_checkout_that_cannot_be_read_errors_instead_of_building_a_partial_con
             context,
             tag=f"cartridge-test/vanished:{uuid.uuid4().hex}",
             network="none",
+            limits=BuildLimits.resolve(get_settings(), None),
             log=log,
             control=BuildControl(api, deadline=float("inf")),
         )

@@ -40,6 +40,31 @@ def test_repo_add_and_list(run) -> None:  # type: ignore[no-untyped-def]
     assert "s3cret-value" not in listed.stdout + run("repo", "list", "--json").stdout
 
 
+def test_repo_limits_shows_and_changes_a_repositorys_own_limits(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("repo", "add", "octo/app").exit_code == 0
+    changed = run("repo", "limits", "octo/app", "--memory", "4g", "--cpus", "1.5", "--pids", "64")
+    assert changed.exit_code == 0, changed.output
+    assert changed.stdout.splitlines() == [
+        "memory:  4 GiB",
+        "swap:    the installation's (CARTRIDGE_BUILD_SWAP)",
+        "cpus:    1.5",
+        "pids:    64",
+        "disk:    the installation's (CARTRIDGE_BUILD_DISK)",
+    ]
+    reset = run("repo", "limits", "octo/app", "--reset", "pids", "--disk", "20g", "--json")
+    assert json.loads(reset.stdout) == {
+        "memory": 4 << 30,
+        "swap": None,
+        "cpus": 1.5,
+        "pids": None,
+        "disk": 20 << 30,
+    }
+    refused = run("repo", "limits", "octo/app", "--memory", "lots")
+    assert refused.exit_code != 0
+    assert "validation_error" in refused.output
+    assert json.loads(run("repo", "limits", "octo/app", "--json").stdout)["memory"] == 4 << 30
+
+
 def test_api_errors_are_printed_and_exit_non_zero(run) -> None:  # type: ignore[no-untyped-def]
     assert run("repo", "add", "octo/app").exit_code == 0
     duplicate = run("repo", "add", "octo/app")

@@ -20,6 +20,8 @@ from tests.support.github import encode, push_payload, webhook_headers
 from tests.support.paths import REPO_ROOT
 from tests.support.registry_cluster import docker
 from tests.support.server import free_port
+from workers.pipeline import network as build_network
+from workers.pipeline.image_build import docker_api
 
 pytestmark = pytest.mark.e2e
 SECRET = "single-node-secret-0123456789"
@@ -41,6 +43,9 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "CARTRIDGE_PROXY_WORKER_USER": "root",
             "CARTRIDGE_BUILD_QUEUE": f"builds-{ports['api']}",
             "CARTRIDGE_DEFAULT_QUEUE": f"cartridge-{ports['api']}",
+            # The default egress and firewall, on a build network of this run's own (removed
+            # with its rules afterwards) rather than the host's shared `cartridge-build`.
+            "CARTRIDGE_BUILD_NETWORK": f"cartridge-test-{ports['api']}",
         }
     )
     log = (tmp_path / "server.log").open("wb")
@@ -66,6 +71,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+        build_network.remove(docker_api(None), env["CARTRIDGE_BUILD_NETWORK"])
 
 
 def _answers(url: str) -> bool:

@@ -52,11 +52,13 @@ class GitServer:
         files: dict[str, str | bytes],
         *,
         executable: tuple[str, ...] = (),
+        symlinks: dict[str, str] | None = None,
         remove: tuple[str, ...] = (),
         branch: str = "main",
         message: str = "Change things",
     ) -> str:
-        """Commits `files` (path -> content) on top of `branch` and returns the new SHA."""
+        """Commits `files` (path -> content) and `symlinks` (path -> link target) on top of
+        `branch` and returns the new SHA."""
         bare = self.root / f"{full_name}.git"
         if not bare.exists():
             bare.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,11 @@ class GitServer:
                 data = content.encode() if isinstance(content, str) else content
                 target.write_bytes(data)
                 target.chmod(0o755 if path in executable else 0o644)
+            for path, target in (symlinks or {}).items():
+                link = work / path
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
             for path in remove:
                 git("rm", "-q", "-r", path, cwd=work)
             git("add", "-A", cwd=work)

@@ -12,12 +12,14 @@ from pathlib import Path
 import docker
 
 from app.config import Settings
+from workers.pipeline import network as build_network
 from workers.pipeline.base_images import provide_base_image
 from workers.pipeline.context import build_context, image_labels
 from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import Conventions, check_repository
 from workers.pipeline.image_build import build_image
 from workers.pipeline.launcher import find_launcher
+from workers.pipeline.limits import BuildLimits
 from workers.pipeline.smoke import run_smoke_checks
 from workers.pipeline.steplog import StepLog
 
@@ -34,6 +36,10 @@ class ImageSource:
     tag: str
     # Pulled images whose layers the builder may reuse (workers/pipeline/layer_cache.py).
     cache_from: tuple[str, ...] = ()
+    # The limits of every container the build runs; None: the installation's (CARTRIDGE_BUILD_*).
+    limits: BuildLimits | None = None
+    # The registry replicas, denied to the build with the rest of the control plane.
+    replica_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,12 @@ def assemble_image(
     with log.step("validate", "container/compile, container/roles.json"):
         conventions = check_repository(image.checkout)
         log.line(f"roles: {', '.join(sorted(conventions.roles)) or '(none)'}")
+    limits = image.limits or BuildLimits.resolve(settings, None)
     with log.step("build", f"{image.tag} from {image.base_image}"):
         provide_base_image(api, image.base_image, settings, log=log)
+        network = build_network.prepare(api, settings, image.replica_urls)
+        log.line(f"network: {network.describe()}")
+        log.line(f"limits: {limits.describe()}")
         labels = image_labels(
             sha=image.revision,
             source=image.source,
@@ -77,10 +87,12 @@ def assemble_image(
             api,
             context,
             tag=image.tag,
-            network=settings.build_network,
+            network=network.mode,
+            limits=limits,
             log=log,
             control=control,
             cache_from=list(image.cache_from),
+            limit_poll_seconds=settings.build_limit_poll_seconds,
         )
         labels = api.inspect_image(image_id)["Config"].get("Labels") or labels
     control.check()
@@ -88,7 +100,8 @@ def assemble_image(
         api,
         image_id,
         conventions.roles,
-        network=settings.build_network,
+        network=network.mode,
+        limits=limits,
         cache_dir=settings.launcher_cache_dir,
         log=log,
         control=control,

@@ -38,7 +38,8 @@ from workers.pipeline.launcher import (
     Launcher,
     add_roles,
 )
-from workers.pipeline.outcomes import BuildErrored
+from workers.pipeline.outcomes import BuildErrored, BuildFailed
+from workers.pipeline.paths import inside_checkout
 from workers.pipeline.roles import Role, stored_roles
 
 # Root-level files a dependency installer reads; matched with Path.glob.
@@ -104,10 +105,12 @@ class BuildContext:
             self.launcher.add_to(tar)
             add_roles(tar, self.conventions.roles)
             if self.conventions.has_files:
-                _add_tree(tar, checkout / FILES, "files")
+                _add_tree(tar, inside_checkout(checkout, FILES), "files")
             if self.conventions.has_dependencies:
                 for relative in dependency_paths(checkout):
-                    tar.add(checkout / relative, f"dependencies/{relative}", filter=_normalise)
+                    # A manifest linked within the repository goes in as the file it names.
+                    source = inside_checkout(checkout, relative)
+                    tar.add(source, f"dependencies/{relative}", filter=_normalise)
             # /app/REVISION is Cartridge's: a file of that name in the repository is replaced.
             _add_tree(tar, checkout, "repository", skip_top_level=frozenset({REVISION}))
             _add_bytes(tar, f"repository/{REVISION}", f"{self.sha}\n".encode())
@@ -163,11 +166,20 @@ def _quote(value: str) -> str:
 
 
 def dependency_paths(checkout: Path) -> list[str]:
+    """`container/dependencies` and the root-level manifests, each resolved inside the
+    checkout (`BuildFailed` otherwise) and each a file."""
     found = {DEPENDENCIES}
     for pattern in DEPENDENCY_MANIFESTS:
         found.update(
             path.name for path in checkout.glob(pattern) if path.is_file() or path.is_symlink()
         )
+    for relative in found:
+        resolved = inside_checkout(checkout, relative)
+        if not resolved.is_file():
+            raise BuildFailed(
+                f"{relative} is a dependency manifest, so it must be a file (or a link to a file "
+                "within the repository)"
+            )
     return sorted(found)
 
 
@@ -180,6 +192,8 @@ def build_context(
     labels: dict[str, str],
     launcher: Launcher,
 ) -> BuildContext:
+    if conventions.has_dependencies:
+        dependency_paths(checkout)  # refuses manifests outside the checkout before any build
     return BuildContext(
         checkout=checkout,
         sha=sha,

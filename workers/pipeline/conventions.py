@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workers.pipeline.outcomes import BuildFailed
+from workers.pipeline.paths import inside_checkout
 from workers.pipeline.roles import Role, parse_role
 
+CONTAINER = "container"
 COMPILE = "container/compile"
 DEPENDENCIES = "container/dependencies"
 ROLES = "container/roles.json"
@@ -38,6 +40,9 @@ class Conventions:
 
 
 def check_repository(checkout: Path) -> Conventions:
+    # Every path read below must resolve inside the checkout (see workers.pipeline.paths).
+    for relative in (CONTAINER, COMPILE, DEPENDENCIES, ROLES, FILES):
+        inside_checkout(checkout, relative)
     _check_executable(checkout, COMPILE, required=True)
     has_dependencies = _check_executable(checkout, DEPENDENCIES, required=False)
     files = checkout / FILES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -16,7 +17,8 @@ from workers.pipeline.context import BuildContext
 from workers.pipeline.control import BuildControl
 from workers.pipeline.conventions import COMPILE, DEPENDENCIES
 from workers.pipeline.launcher import SHELL_CHECK
-from workers.pipeline.outcomes import BuildErrored, BuildFailed
+from workers.pipeline.limits import BuildLimits, StepWatcher
+from workers.pipeline.outcomes import BuildErrored, BuildFailed, BuildStopped
 from workers.pipeline.steplog import StepLog
 
 _RUNNING_IN = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})\s*$")
@@ -56,54 +58,84 @@ def build_image(
     context: BuildContext,
     *,
     tag: str,
-    network: str | None,
+    network: str,
+    limits: BuildLimits,
     log: StepLog,
     control: BuildControl,
     cache_from: list[str] | None = None,
+    limit_poll_seconds: float = 1.0,
 ) -> str:
-    """Builds the context and tags the image `tag`. Returns the image id. The context is
-    streamed to the engine while it is being written, not staged on disk first."""
-    progress = _Progress(log, control)
+    """Builds the context and tags the image `tag`, every step's container on `network` and
+    within `limits`. Returns the image id. The context is streamed to the engine while it is
+    being written, not staged on disk first."""
     writer = _ContextWriter(context)
-    try:
-        with writer.stream() as tar:
-            events = api.build(
-                fileobj=tar,
-                custom_context=True,
-                tag=tag,
-                pull=False,
-                rm=True,
-                forcerm=True,
-                network_mode=network,
-                # With sources, the classic builder reuses only steps of their lineage.
-                cache_from=cache_from or None,
-                decode=True,
-                timeout=None,
-            )
-            for event in events:
-                progress.handle(event)
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        control.check()
+    with StepWatcher(api, limits, control, poll_seconds=limit_poll_seconds) as watcher:
+        progress = _Progress(log, control, watcher)
+        try:
+            with writer.stream() as tar:
+                for event in _build_events(
+                    api, tar, tag=tag, network=network, limits=limits, cache_from=cache_from
+                ):
+                    progress.handle(event)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            control.check()
+            writer.check()
+            raise BuildErrored(f"the Docker engine failed during the build: {exc}") from exc
+        finally:
+            control.container_finished()
         writer.check()
-        raise BuildErrored(f"the Docker engine failed during the build: {exc}") from exc
-    finally:
-        control.container_finished()
-    writer.check()
-    # A step killed because the build was cancelled or timed out is no compile failure.
-    control.check()
-    if progress.error is not None:
-        raise progress.problem()
+        # A step killed because the build was cancelled, timed out or exceeded a limit the
+        # watcher measures is no plain compile failure.
+        control.check()
+        if progress.error is not None:
+            raise watcher.failure() or progress.problem()
     if progress.image_id is None:
         raise BuildErrored("the Docker engine ended the build without an image id")
     return progress.image_id
 
 
+def _build_events(
+    api: docker.APIClient,
+    tar: BinaryIO,
+    *,
+    tag: str,
+    network: str,
+    limits: BuildLimits,
+    cache_from: list[str] | None,
+) -> Iterator[dict[str, Any]]:
+    """`POST /build` with the limits docker-py's `build()` cannot pass (CPU quota, ulimits).
+    The container of a failed step is kept (no `forcerm`) so that its state tells an OOM kill
+    from an exit; `StepWatcher` removes it."""
+    params: dict[str, Any] = {
+        "t": tag,
+        "pull": False,
+        "rm": True,
+        "forcerm": False,
+        "networkmode": network,
+        **limits.engine_parameters(),
+    }
+    if cache_from:
+        # With sources, the classic builder reuses only steps of their lineage.
+        params["cachefrom"] = json.dumps(cache_from)
+    response = api._post(
+        api._url("/build"),
+        data=tar,
+        params=params,
+        headers={"Content-Type": "application/tar"},
+        stream=True,
+        timeout=None,
+    )
+    api._raise_for_status(response)
+    yield from api._stream_helper(response, decode=True)
+
+
 class _Progress:
     """What the build's event stream has said so far."""
 
-    def __init__(self, log: StepLog, control: BuildControl) -> None:
+    def __init__(self, log: StepLog, control: BuildControl, watcher: StepWatcher) -> None:
         self._log = log
         self._control = control
+        self._watcher = watcher
         self.step = ""
         self.image_id: str | None = None
         self.error: str | None = None
@@ -116,13 +148,19 @@ class _Progress:
                 self.step = match.group(1)
             elif match := _RUNNING_IN.match(text):
                 self._control.container_started(match.group(1))
+                self._watcher.step_started(match.group(1), self.script() or "the build step")
             elif _REMOVING.match(text):
                 self._control.container_finished()
+                self._watcher.step_finished()
         elif "error" in event:
             self.error = str(event["error"]).strip() or "no reason given"
             self._log.line(f"error: {self.error}")
         elif isinstance(event.get("aux"), dict) and "ID" in event["aux"]:
             self.image_id = event["aux"]["ID"]
+
+    def script(self) -> str | None:
+        """The repository's script the current step runs, if it runs one."""
+        return next((s for s in (COMPILE, DEPENDENCIES) if f"/app/{s}" in self.step), None)
 
     def problem(self) -> Exception:
         """The outcome for the error that ended the build: the repository's scripts failing
@@ -133,7 +171,7 @@ class _Progress:
                 "the base image has no /bin/sh: Cartridge's launcher runs every role through "
                 "/bin/sh -c, so the base image must provide a POSIX shell at /bin/sh"
             )
-        script = next((s for s in (COMPILE, DEPENDENCIES) if f"/app/{s}" in self.step), None)
+        script = self.script()
         if script is not None:
             if match := _NON_ZERO.search(message):
                 return BuildFailed(f"{script} exited with status {match.group(1)} (see the log)")
@@ -165,6 +203,8 @@ class _ContextWriter:
             thread.join()
 
     def check(self) -> None:
+        if isinstance(self._error, BuildStopped):
+            raise self._error  # e.g. a path outside the checkout: the repository's problem
         if self._error is not None:
             raise BuildErrored(f"could not send the checkout to the engine: {self._error}")
 

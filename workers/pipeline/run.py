@@ -15,6 +15,7 @@ from workers.pipeline.buildlog import BuildLog
 from workers.pipeline.control import BuildControl
 from workers.pipeline.fetch import fetch_commit, redact_url
 from workers.pipeline.layer_cache import pull_cache_sources
+from workers.pipeline.limits import BuildLimits
 from workers.pipeline.publish import PublishedImage, push_and_verify
 from workers.pipeline.roles import stored_roles
 
@@ -28,6 +29,10 @@ class BuildJob:
     clone_url: str
     image_name: str
     base_image: str
+    limits: BuildLimits
+    # The registry replicas' addresses, kept from the build network with the rest of the
+    # control plane.
+    replica_urls: tuple[str, ...] = ()
     # `name@digest` of previous images of the repository to reuse layers of (layer_cache.py).
     cache_sources: tuple[str, ...] = ()
 
@@ -73,6 +78,8 @@ def run_pipeline(
             base_image=job.base_image,
             tag=tag,
             cache_from=tuple(cache_from),
+            limits=job.limits,
+            replica_urls=job.replica_urls,
         ),
         settings,
         api=api,

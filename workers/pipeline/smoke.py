@@ -25,6 +25,7 @@ import requests
 
 from workers.pipeline.control import BuildControl
 from workers.pipeline.launcher import LAUNCHER_DIR, SOURCES, compiled
+from workers.pipeline.limits import BuildLimits
 from workers.pipeline.outcomes import BuildErrored, BuildFailed
 from workers.pipeline.roles import Role, Smoke
 from workers.pipeline.steplog import StepLog
@@ -52,6 +53,7 @@ def run_smoke_checks(
     roles: dict[str, Role],
     *,
     network: str | None,
+    limits: BuildLimits,
     cache_dir: Path,
     log: StepLog,
     control: BuildControl,
@@ -65,7 +67,7 @@ def run_smoke_checks(
     with log.step("smoke", ", ".join(checked)):
         for name, smoke in checked.items():
             control.check()
-            _check_role(api, image_id, name, smoke, network, probe, log, control)
+            _check_role(api, image_id, name, smoke, network, limits, probe, log, control)
 
 
 def _check_role(
@@ -74,6 +76,7 @@ def _check_role(
     name: str,
     smoke: Smoke,
     network: str | None,
+    limits: BuildLimits,
     probe: Path,
     log: StepLog,
     control: BuildControl,
@@ -83,7 +86,8 @@ def _check_role(
             image_id,
             command=[name],
             labels={"dev.cartridge.smoke": name},
-            host_config=api.create_host_config(network_mode=network),
+            # The role runs the repository's code: within the build's limits, as its steps do.
+            host_config=api.create_host_config(network_mode=network, **limits.container_options()),
         )["Id"]
     except (docker.errors.DockerException, requests.RequestException) as exc:
         raise BuildErrored(f"could not start role {name} for its smoke check: {exc}") from exc
@@ -102,6 +106,8 @@ def _check_role(
         log.line(f"{name}: last output of the role:")
         log.write(_last_output(api, container))
         log.line(f"{name}: {smoke.describe()}: {result.detail}")
+        if api.inspect_container(container)["State"].get("OOMKilled"):
+            raise limits.out_of_memory(f"role {name}, during its smoke check,")
         raise BuildFailed(f"the smoke check of role {name} failed: {result.detail}")
     except (docker.errors.DockerException, requests.RequestException) as exc:
         control.check()

@@ -1,25 +1,34 @@
-"""Per-build working directories on the build host, removed when the build ends."""
+"""Per-build working directories on the build host, removed when the build ends.
+
+A workspace's name carries a random part: nothing in a repository (a relative symlink, a path in
+a script) can name another build's checkout from its build id. The workspaces directory is
+readable by the worker's user only.
+"""
 
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-_NAME = re.compile(r"^build-(\d+)-(\d+)$")
+# The random suffix is optional so that workspaces left by older versions are swept too.
+_NAME = re.compile(r"^build-(\d+)-(\d+)(?:-[0-9a-f]+)?$")
 
 
 def workspace_path(root: Path, build_id: int, attempt: int) -> Path:
-    return root / f"build-{build_id}-{attempt}"
+    """A fresh, unguessable path for one build attempt: `build-<id>-<attempt>-<random>`."""
+    return root / f"build-{build_id}-{attempt}-{secrets.token_hex(16)}"
 
 
 @contextmanager
 def workspace(root: Path, build_id: int, attempt: int) -> Iterator[Path]:
     """A path for one build attempt, empty on entry (not yet created) and removed on exit."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root.chmod(0o700)
     path = workspace_path(root, build_id, attempt)
-    shutil.rmtree(path, ignore_errors=True)
     try:
         yield path
     finally:
