@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from app.config import get_settings
 from workers.pipeline.context import build_context
 from workers.pipeline.conventions import Conventions, check_repository
+from workers.pipeline.launcher import Launcher, find_launcher
 from workers.pipeline.outcomes import BuildFailed
 from workers.pipeline.paths import inside_checkout
 from workers.pipeline.workspace import sweep_stale, workspace
@@ -63,11 +65,18 @@ def link(checkout: Path, relative: str, target: str | Path) -> None:
     os.symlink(target, path)
 
 
-def prepare(checkout: Path) -> None:
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Launcher:
+    return find_launcher(get_settings().tini_path, tmp_path_factory.mktemp("launcher"))
+
+
+def prepare(checkout: Path, launcher: Launcher) -> None:
     """What the pipeline reads before the engine sees anything: the conventions, then the
     context (its Dockerfile and every entry), written to memory."""
     conventions = check_repository(checkout)
-    context = build_context(checkout, SHA, conventions, base_image="base", labels={})
+    context = build_context(
+        checkout, SHA, conventions, base_image="base", labels={}, launcher=launcher
+    )
     context.write(io.BytesIO())
 
 
@@ -84,13 +93,13 @@ PATHS = {
 
 @pytest.mark.parametrize("relative", PATHS)
 def test_an_absolute_link_out_of_the_checkout_fails_naming_the_path(
-    layout: dict[str, Path], relative: str
+    launcher: Launcher, layout: dict[str, Path], relative: str
 ) -> None:
     target = layout["host"] / relative
     link(layout["checkout"], relative, target)
 
     with pytest.raises(BuildFailed) as raised:
-        prepare(layout["checkout"])
+        prepare(layout["checkout"], launcher)
 
     message = raised.value.message
     assert message.startswith(f"{relative} is a symlink to {str(target)!r}, outside the checkout")
@@ -99,13 +108,13 @@ def test_an_absolute_link_out_of_the_checkout_fails_naming_the_path(
 
 @pytest.mark.parametrize("relative", PATHS)
 def test_a_relative_link_into_another_build_fails_naming_the_path(
-    layout: dict[str, Path], relative: str
+    launcher: Launcher, layout: dict[str, Path], relative: str
 ) -> None:
     link(layout["checkout"], relative, PATHS[relative])
     assert (layout["checkout"] / relative).exists()  # the link works: only the check refuses it
 
     with pytest.raises(BuildFailed) as raised:
-        prepare(layout["checkout"])
+        prepare(layout["checkout"], launcher)
 
     assert raised.value.message.startswith(
         f"{relative} is a symlink to {PATHS[relative]!r}, outside the checkout"
@@ -137,7 +146,7 @@ def test_a_path_below_a_linked_container_directory_names_the_link(
 
 @pytest.mark.parametrize("absolute", [True, False])
 def test_a_context_tree_outside_the_checkout_is_never_written(
-    layout: dict[str, Path], absolute: bool
+    launcher: Launcher, layout: dict[str, Path], absolute: bool
 ) -> None:
     """The context writer checks the trees it walks itself, even when handed conventions that
     were not checked."""
@@ -145,7 +154,9 @@ def test_a_context_tree_outside_the_checkout_is_never_written(
     target = layout["host"] / "container" if absolute else Path(PATHS["container"])
     link(checkout, "container", target)
     conventions = Conventions(roles={}, has_files=True, has_dependencies=False)
-    context = build_context(checkout, SHA, conventions, base_image="base", labels={})
+    context = build_context(
+        checkout, SHA, conventions, base_image="base", labels={}, launcher=launcher
+    )
     out = io.BytesIO()
 
     with pytest.raises(BuildFailed, match=r"^container/files leads through the symlink container"):
@@ -154,6 +165,7 @@ def test_a_context_tree_outside_the_checkout_is_never_written(
 
 
 def test_links_within_the_checkout_are_followed_and_links_in_files_stay_links(
+    launcher: Launcher,
     layout: dict[str, Path],
 ) -> None:
     checkout = layout["checkout"]
@@ -164,7 +176,9 @@ def test_links_within_the_checkout_are_followed_and_links_in_files_stay_links(
     link(checkout, "Gemfile.lock", "locks/Gemfile.lock")
     os.symlink("/etc/shadow", checkout / "build/container/files/etc/shadow")
     conventions = check_repository(checkout)
-    context = build_context(checkout, SHA, conventions, base_image="base", labels={})
+    context = build_context(
+        checkout, SHA, conventions, base_image="base", labels={}, launcher=launcher
+    )
     out = io.BytesIO()
     context.write(out)
 
@@ -182,12 +196,14 @@ def test_links_within_the_checkout_are_followed_and_links_in_files_stay_links(
     assert HOST_SECRET.encode() not in out.getvalue()
 
 
-def test_a_manifest_linked_to_a_directory_is_refused(layout: dict[str, Path]) -> None:
+def test_a_manifest_linked_to_a_directory_is_refused(
+    launcher: Launcher, layout: dict[str, Path]
+) -> None:
     checkout = layout["checkout"]
     (checkout / "vendor").mkdir()
     link(checkout, "Gemfile.lock", "vendor")
     with pytest.raises(BuildFailed, match=r"^Gemfile\.lock is a dependency manifest, so it must"):
-        prepare(checkout)
+        prepare(checkout, launcher)
 
 
 def test_workspaces_are_not_guessable_from_the_build_id(tmp_path: Path) -> None:

@@ -3,13 +3,23 @@ naming the limit and the setting that raises it, and the next build on the host 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
+import docker
 import pytest
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.models import Build, Repository
+from tests.builds.assembly import assemble, write_tree
 from tests.builds.helpers import log_of, reload, sample_files
+from tests.support import docker as docker_support
+from workers.pipeline.outcomes import BuildFailed
 
 PushCommit = Callable[..., str]
 MakeBuild = Callable[[Repository, str], Build]
@@ -213,3 +223,31 @@ def test_every_step_runs_within_the_limits(
         assert f"{step} cpu: 50000" in lines or f"{step} cpu: 50000 100000" in lines
         assert f"{step} file size blocks: {(32 << 20) // 512}" in lines
         assert f"{step} pids: 100" in lines
+
+
+def test_a_role_started_for_its_smoke_check_runs_within_the_limits(
+    tmp_path: Path, base_image: str
+) -> None:
+    """The smoke check runs the repository's code too: a role that eats memory at boot is
+    stopped by the build's memory limit, and the build says so."""
+    roles = {
+        "web": {
+            "command": "dd if=/dev/zero of=/dev/null bs=256M count=1 && exec sleep 1000",
+            "smoke": {"exec": "true", "within_seconds": 20},
+        }
+    }
+    checkout = write_tree(
+        tmp_path / "checkout",
+        {"container/compile": "#!/bin/sh\n", "container/roles.json": json.dumps(roles)},
+    )
+    settings = Settings(state_dir=tmp_path / "state", build_network="none", build_memory="64m")
+    tag = f"cartridge-test/limits-{uuid.uuid4().hex[:12]}:latest"
+    try:
+        with pytest.raises(BuildFailed) as failed:
+            assemble(checkout, settings, base_image=base_image, out=io.StringIO(), tag=tag)
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_support.client().images.remove(tag, force=True)
+    assert failed.value.message == (
+        "role web, during its smoke check, ran out of memory (limit 64 MiB, CARTRIDGE_BUILD_MEMORY)"
+    )
