@@ -103,7 +103,7 @@ class ErrorCode(StrEnum):
     GITHUB_FAILED = "github_failed", 502, "GitHub refused or failed to list the branches."
     GITHUB_NOT_CONFIGURED = (
         "github_not_configured",
-        503,
+        409,
         "Cartridge has no GitHub credentials (CARTRIDGE_GITHUB_TOKEN or a GitHub App).",
     )
     GITHUB_RATE_LIMITED = (

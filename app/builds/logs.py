@@ -63,7 +63,8 @@ def read(
     session: Session, build_id: int, attempt: int, offset: int = 0, limit: int = 1_000_000
 ) -> LogSlice:
     """Up to `limit` characters of the log starting at character `offset`."""
-    end = offset + limit
+    # Offsets are bigints: an offset near the top of the range must not push the end past it.
+    end = min(offset + limit, 2**63 - 1)
     # The chunk the range starts in (the last one starting at or before it), then the chunks
     # starting inside the range. Chunks are read whole and cut here: cutting them in SQL costs
     # more than reading them (each would be decompressed and counted), and none is longer than

@@ -10,6 +10,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import DbSession, ReadAccess
+from app.api.responses import errors
+from app.errors import ErrorCode
 from app.events import stream
 from app.events.cursor import EventCursor
 from app.repos import service as repos
@@ -40,7 +42,11 @@ async def _stream_start(
     return stream.EventFilters(repository_id=repository_id, branch=branch), cursor
 
 
-@router.get("/events", response_class=EventSourceResponse)
+@router.get(
+    "/events",
+    response_class=EventSourceResponse,
+    responses=errors(ErrorCode.REPOSITORY_NOT_FOUND, ErrorCode.INVALID_LAST_EVENT_ID),
+)
 async def events(
     start: Annotated[tuple[stream.EventFilters, EventCursor], Depends(_stream_start)],
 ) -> AsyncIterator[ServerSentEvent]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.db import get_session_factory
-from app.errors import BadGateway, ErrorCode, ServiceUnavailable
+from app.errors import BadGateway, Conflict, ErrorCode, NotFound, ServiceUnavailable
 from app.github.client import get_github_client
 from app.github.errors import GitHubError, RateLimited
 from app.models import ReconcileOutcome
@@ -16,12 +16,12 @@ from app.statuses.queries import rate_limit_pause
 
 
 def sync_now(repository_id: int) -> RepositoryResult:
-    """Raises `ServiceUnavailable` without credentials or while GitHub asks to wait, and
-    `BadGateway` when GitHub refused or failed (the result is recorded all the same)."""
+    """Raises `Conflict` without GitHub credentials, `ServiceUnavailable` while GitHub asks to
+    wait, and `BadGateway` when GitHub refused or failed (the result is recorded all the same)."""
     try:
         client = get_github_client()
     except GitHubError as exc:
-        raise ServiceUnavailable(exc.reason, code=ErrorCode.GITHUB_NOT_CONFIGURED) from exc
+        raise Conflict(exc.reason, code=ErrorCode.GITHUB_NOT_CONFIGURED) from exc
     sessions = get_session_factory()
     with sessions() as session, session.begin():
         now = utcnow()
@@ -30,6 +30,10 @@ def sync_now(repository_id: int) -> RepositoryResult:
         raise _rate_limited(pause.isoformat())
     try:
         result = reconcile_repository(sessions, client, repository_id)
+    except LookupError as exc:  # removed since the request looked it up
+        raise NotFound(
+            "The repository was removed meanwhile.", code=ErrorCode.REPOSITORY_NOT_FOUND
+        ) from exc
     except RateLimited as exc:
         raise _rate_limited(datetime.fromtimestamp(exc.retry_at, UTC).isoformat()) from exc
     if result.outcome is ReconcileOutcome.FAILED:

@@ -73,12 +73,12 @@ def test_sync_reports_what_github_said(
     assert "retry_at" in limited.json()["error"]["details"]
 
 
-def test_sync_without_github_credentials_is_a_clear_503(
+def test_sync_without_github_credentials_is_a_clear_409(
     client: TestClient, auth, make_repository
 ) -> None:  # type: ignore[no-untyped-def]
     make_repository("octo/app")
     answer = client.post("/api/v1/repos/octo/app/sync", headers=auth)
-    assert answer.status_code == 503
+    assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "github_not_configured"
 
 
