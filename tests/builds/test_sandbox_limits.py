@@ -211,7 +211,8 @@ def test_every_step_runs_within_the_limits(
     changes = {
         "container/compile": REPORT_LIMITS,
         "container/dependencies": REPORT_LIMITS,
-        "Gemfile.lock": "rails\n",
+        # Unique, so that no earlier build's cached layer stands in for the step.
+        "Gemfile.lock": f"rails ({uuid.uuid4().hex})\n",
     }
 
     build = _build(session, run_build, sample_repository, push_commit, make_build, changes)
