@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import authenticate, require_scope
 from app.config import Settings, get_settings
-from app.db import get_session_factory
+from app.db import session_scope
 from app.errors import ErrorCode, Unauthorized, raises
 from app.models import ApiToken, TokenScope
 
@@ -19,15 +19,8 @@ from app.models import ApiToken, TokenScope
 def _session() -> Iterator[Session]:
     # scope="function" below: the commit happens before the response is sent, so a 2xx always
     # means the rows are durable.
-    session = get_session_factory()()
-    try:
+    with session_scope() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DbSession = Annotated[Session, Depends(_session, scope="function")]

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from app.builds import logs
 from app.db import get_session_factory
+from workers.pipeline.steplog import StepLines
 
 log = logging.getLogger(__name__)
 REDACTED = "********"
@@ -73,7 +72,7 @@ class _Tail:
         return text, dropped
 
 
-class BuildLog:
+class BuildLog(StepLines):
     def __init__(
         self,
         build_id: int,
@@ -142,19 +141,6 @@ class BuildLog:
             self._pending.append(data.decode("utf-8", errors="replace"))
             self._pending_bytes += len(data)
             self._stored_bytes += len(data)
-
-    def line(self, text: str) -> None:
-        self.write(text.rstrip("\n") + "\n")
-
-    @contextmanager
-    def step(self, name: str, detail: str = "") -> Iterator[None]:
-        """Frames a pipeline step with Cartridge's own lines: its start and its duration."""
-        self.line(f"==> {name}: {detail}" if detail else f"==> {name}")
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.line(f"==> {name} {time.monotonic() - started:.2f}s")
 
     def _release_tail(self) -> None:
         """Moves the kept tail, after one line about what was dropped, into the pending text."""

@@ -19,7 +19,27 @@ class StepLog(Protocol):
     def step(self, name: str, detail: str = "") -> AbstractContextManager[None]: ...
 
 
-class ConsoleLog:
+class StepLines:
+    """`line` and `step` on top of a `write` of the class's own."""
+
+    def write(self, text: str) -> None:
+        raise NotImplementedError
+
+    def line(self, text: str) -> None:
+        self.write(text.rstrip("\n") + "\n")
+
+    @contextmanager
+    def step(self, name: str, detail: str = "") -> Iterator[None]:
+        """Frames a pipeline step with Cartridge's own lines: its start and its duration."""
+        self.line(f"==> {name}: {detail}" if detail else f"==> {name}")
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.line(f"==> {name} {time.monotonic() - started:.2f}s")
+
+
+class ConsoleLog(StepLines):
     """Writes straight to a stream, as it comes."""
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
@@ -30,15 +50,3 @@ class ConsoleLog:
         with self._lock:
             self._out.write(text)
             self._out.flush()
-
-    def line(self, text: str) -> None:
-        self.write(text.rstrip("\n") + "\n")
-
-    @contextmanager
-    def step(self, name: str, detail: str = "") -> Iterator[None]:
-        self.line(f"==> {name}: {detail}" if detail else f"==> {name}")
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.line(f"==> {name} {time.monotonic() - started:.2f}s")
